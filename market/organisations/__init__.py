@@ -1,0 +1,1 @@
+"""Organisations of every kind, their members and roles, invitations and verification."""

@@ -1,0 +1,1 @@
+"""The gazetteer of China's administrative regions, poverty-county flags and distances."""

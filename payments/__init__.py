@@ -1,0 +1,3 @@
+"""Payment providers behind one interface: offline bank transfer (default) and Stripe.
+
+Never imports market."""

@@ -1,0 +1,3 @@
+"""Search engines behind one interface: PostgreSQL (default) and Elasticsearch.
+
+Never imports market."""
