@@ -152,7 +152,7 @@ async def memberships_of(
         .where(Membership.user_id == user_id)
         .order_by(Organisation.created_at)
     )
-    return [(org, role) for org, role in rows.tuples()]
+    return [(org, role) for org, role in rows.all()]
 
 
 # ---------------------------------------------------------------- verification
@@ -223,7 +223,7 @@ async def list_members(
         .where(Membership.organisation_id == organisation_id)
         .order_by(Membership.created_at, User.email)
     )
-    return list(rows.tuples())
+    return [(m, u) for m, u in rows.all()]
 
 
 async def add_member(
