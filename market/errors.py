@@ -115,7 +115,7 @@ def problem(
 
 def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
     parts = [str(p) for p in loc]
-    if parts and parts[0] == "body":
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
         parts = parts[1:]
     return ".".join(parts) or "body"
 

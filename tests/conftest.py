@@ -63,7 +63,7 @@ def db_url(server_url: str) -> Iterator[str]:
         finally:
             await conn.close()
 
-    asyncio.run(admin(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\''))
+    asyncio.run(admin(f"CREATE DATABASE \"{name}\" TEMPLATE template0 ENCODING 'UTF8'"))
     url = _with_database(server_url, name)
     migrate.upgrade(url)
     yield url

@@ -202,7 +202,9 @@ async def test_unknown_scope_and_past_expiry_are_refused(client, session):
     assert past.json()["errors"][0]["field"] == "expires_at"
     assert (
         await session.scalar(
-            select(func.count()).select_from(ApiKey).where(ApiKey.organisation_id == organisation.id)
+            select(func.count())
+            .select_from(ApiKey)
+            .where(ApiKey.organisation_id == organisation.id)
         )
     ) == 0
 

@@ -77,7 +77,7 @@ async def claim(
                SET method = EXCLUDED.method, path = EXCLUDED.path,
                    request_hash = EXCLUDED.request_hash, status_code = NULL,
                    response_body = NULL, response_media_type = NULL, created_at = now()
-             WHERE idempotency_key.created_at < now() - :ttl
+             WHERE idempotency_key.created_at < now() - CAST(:ttl AS interval)
             RETURNING key
             """
         ),

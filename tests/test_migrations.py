@@ -1,0 +1,90 @@
+"""Migrations: upgrade an empty database to head, step down and up again, and the models
+match the migrated schema (no drift)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import market.models  # noqa: F401
+from market import migrate
+from market.db import Base, plain_url
+
+
+@pytest.fixture
+def empty_db(server_url: str) -> Iterator[str]:
+    name = f"agribridge_mig_{uuid.uuid4().hex[:8]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(plain_url(server_url))
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}" TEMPLATE template0'))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {r["tablename"] for r in rows}
+    finally:
+        await conn.close()
+
+
+async def _count(url: str, table: str) -> int:
+    conn = await asyncpg.connect(plain_url(url))
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))  # noqa: S608
+    finally:
+        await conn.close()
+
+
+async def test_upgrade_from_empty_then_down_a_step_and_up(empty_db):
+    assert await migrate.current(empty_db) is None
+    with pytest.raises(Exception, match="market db upgrade"):
+        await migrate.require_current(empty_db)
+
+    await asyncio.to_thread(migrate.upgrade, empty_db)
+    assert await migrate.current(empty_db) == migrate.head()
+    await migrate.require_current(empty_db)
+    assert {"user_account", "organisation", "membership", "region"} <= await _tables(empty_db)
+    assert await _count(empty_db, "region") > 3000
+
+    await asyncio.to_thread(migrate.downgrade, empty_db, "-1")
+    assert await migrate.current(empty_db) == "0001"
+    assert await _count(empty_db, "region") == 0
+
+    await asyncio.to_thread(migrate.downgrade, empty_db, "base")
+    assert "organisation" not in await _tables(empty_db)
+
+    await asyncio.to_thread(migrate.upgrade, empty_db)
+    assert await migrate.current(empty_db) == migrate.head()
+
+
+async def test_models_match_the_migrated_schema(db_url):
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.connect() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), Base.metadata
+                )
+            )
+    finally:
+        await engine.dispose()
+    assert diff == [], f"models and migrations differ: {diff}"
