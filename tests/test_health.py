@@ -1,0 +1,66 @@
+"""Liveness and readiness, with the real search and payment peers up and down."""
+
+from __future__ import annotations
+
+import pytest
+from elasticsearch import ApiError
+
+from payments.stripe import StripePayments
+from search.elasticsearch import ElasticsearchSearch, make_client
+from tests.peers import search_server, stripe_server
+
+
+async def test_healthz_and_readyz_on_the_defaults(client):
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    checks = ready.json()["checks"]
+    assert checks["database"]["ok"] is True
+    assert checks["search"] == {"ok": True, "backend": "postgres", "detail": ""}
+    assert checks["payments"]["provider"] == "offline"
+
+
+async def test_readyz_follows_the_search_cluster(client):
+    app = client._transport.app  # type: ignore[attr-defined]
+    with search_server() as server:
+        engine = ElasticsearchSearch(make_client(server.url, opensearch_compat=True))
+        app.state.search = engine
+        up = await client.get("/readyz")
+        assert up.status_code == 200, up.text
+        assert up.json()["checks"]["search"]["backend"] == "elasticsearch"
+    # the server is stopped now
+    down = await client.get("/readyz")
+    assert down.status_code == 503
+    assert down.json()["status"] == "not_ready"
+    assert down.json()["checks"]["search"]["ok"] is False
+    assert down.json()["checks"]["database"]["ok"] is True
+    await engine.close()
+
+
+async def test_compat_setting_makes_writes_work_on_opensearch_compatible_servers():
+    """Why the setting exists: the client's default versioned media type gets 406 there."""
+    with search_server() as server:
+        for compat in (False, True):
+            client = make_client(server.url, opensearch_compat=compat)
+            try:
+                if compat:
+                    created = await client.index(index="probe", id="1", document={"t": "枸杞"})
+                    assert created["result"] == "created"
+                else:
+                    with pytest.raises(ApiError) as refused:
+                        await client.index(index="probe", id="1", document={"t": "枸杞"})
+                    assert refused.value.status_code == 406
+            finally:
+                await client.close()
+
+
+async def test_readyz_follows_the_payment_provider(client):
+    app = client._transport.app  # type: ignore[attr-defined]
+    with stripe_server() as url:
+        app.state.payments = StripePayments("sk_test_agribridge", api_base=url)
+        up = await client.get("/readyz")
+        assert up.status_code == 200, up.text
+        assert up.json()["checks"]["payments"]["provider"] == "stripe"
+    down = await client.get("/readyz")
+    assert down.status_code == 503
+    assert down.json()["checks"]["payments"]["ok"] is False
