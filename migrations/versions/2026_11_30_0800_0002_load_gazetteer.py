@@ -10,8 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from market.regions.gazetteer import read_gazetteer
-
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -32,6 +30,10 @@ region = sa.table(
 
 
 def upgrade() -> None:
+    # imported here, not at the top: alembic loads every script to find the head, and
+    # pypinyin's dictionaries would slow every start of the server
+    from market.regions.gazetteer import read_gazetteer
+
     rows = [row.__dict__ for row in read_gazetteer()]
     # parents sort before children (codes are hierarchical), so the FK holds row by row
     op.bulk_insert(region, rows)
