@@ -248,6 +248,15 @@ def create_admin(
     region: Annotated[str, typer.Option(help="Region code of the platform.")] = "110000",
 ) -> None:
     """Create a platform operator (and the platform organisation on first use)."""
+    from pydantic import ValidationError
+
+    from market.accounts.schemas import UserCreate
+
+    try:
+        UserCreate(email=email, password=password, display_name=name)  # the API's rules
+    except ValidationError as exc:
+        problems = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        raise fail(problems) from None
     settings = _settings()
     with database(settings) as db:
         try:
@@ -261,11 +270,9 @@ async def _create_admin(url: str, email: str, password: str, name: str, region: 
     from sqlalchemy import select
 
     from market.accounts import service as accounts_service
-    from market.accounts.schemas import UserCreate
     from market.organisations import service as organisations_service
     from market.organisations.models import Membership, Organisation
 
-    UserCreate(email=email, password=password, display_name=name)  # same rules as the API
     engine = create_engine(url, pool_size=1)
     try:
         async with create_sessionmaker(engine)() as session, session.begin():

@@ -1,0 +1,78 @@
+"""The `market` command in-process (typer's runner) against the test database."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import create_async_engine
+from typer.testing import CliRunner
+
+from market.cli import app
+from market.organisations.models import Membership, Organisation
+from market.regions.models import Region
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    monkeypatch.setenv("MARKET_DATABASE_URL", db_url)
+    return {"MARKET_DATABASE_URL": db_url}
+
+
+def _query(db_url: str, stmt):  # type: ignore[no-untyped-def]
+    async def run():  # type: ignore[no-untyped-def]
+        engine = create_async_engine(db_url)
+        try:
+            async with engine.connect() as conn:
+                return (await conn.execute(stmt)).all()
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def test_create_admin_makes_a_verified_platform_owner(env, db_url, clean_db):
+    args = ["create-admin", "--email", "ops@agribridge.cn", "--password", "a-long-password"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "created" in first.output
+    rows = _query(
+        db_url,
+        select(Organisation.kind, Organisation.verification_status, Membership.role).join(
+            Membership, Membership.organisation_id == Organisation.id
+        ),
+    )
+    assert rows == [("platform", "verified", "owner")]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "already existed" in again.output
+
+    weak = runner.invoke(app, ["create-admin", "--email", "x@agribridge.cn", "--password", "short"])
+    assert weak.exit_code == 1
+    assert "password" in weak.output and "Traceback" not in weak.output
+
+
+def test_import_poverty_counties_reports_bad_lines(env, db_url, clean_db, tmp_path):
+    csv = tmp_path / "贫困县名单.csv"
+    csv.write_bytes("code,designated\n620421,1\n620422,是\n99,1\n".encode("gb18030"))
+    result = runner.invoke(app, ["regions", "import-poverty", str(csv)])
+    assert result.exit_code == 2, result.output
+    assert "3 rows: 2 changed" in result.output
+    assert "line 4" in result.output
+    flagged = _query(db_url, select(Region.code).where(Region.is_poverty_county))
+    assert sorted(r[0] for r in flagged) == ["620421", "620422"]
+
+
+def test_db_current_says_up_to_date(env):
+    result = runner.invoke(app, ["db", "current"])
+    assert result.exit_code == 0, result.output
+    assert "up to date" in result.output
+
+
+def test_help_texts():
+    for args in ([], ["db"], ["config"], ["regions"], ["serve", "--help"], ["demo", "--help"]):
+        result = runner.invoke(app, [*args, "--help"] if args[-1:] != ["--help"] else args)
+        assert result.exit_code == 0, (args, result.output)
+        assert "Usage" in result.output
