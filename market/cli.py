@@ -50,6 +50,8 @@ def fail(message: str) -> typer.Exit:
 def database(settings: Settings) -> Iterator[Database]:
     """The configured database (or embedded PostgreSQL), reachable, closed on the way out."""
     db: Database | None = None
+    # a SIGTERM during start-up (initdb, migrations, demo data) must also stop embedded PostgreSQL
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         db = open_database(settings)
         asyncio.run(check_reachable(db.url))

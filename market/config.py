@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, description="Largest request body.")
 
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the keyed hashes of ID-card numbers. Unset: generated once into "
+        "<data_dir>/secret.key. Changing it makes stored hashes unmatchable.",
+    )
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -91,6 +97,21 @@ class Settings(BaseSettings):
     @property
     def pgdata_dir(self) -> Path:
         return self.data_dir / "pgdata"
+
+    def hashing_key(self) -> bytes:
+        """The secret for keyed hashes: the setting, else a key file made once (mode 0600)."""
+        if self.secret_key is not None and self.secret_key.get_secret_value():
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            import os
+            import secrets
+
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip().encode()
 
 
 def mask_url(url: str) -> str:

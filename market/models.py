@@ -1,8 +1,21 @@
 """Imports every domain's models so that Base.metadata knows all tables (Alembic, tests)."""
 
 from market.accounts import models as accounts_models
+from market.catalog import models as catalog_models
+from market.households import models as households_models
 from market.idempotency import models as idempotency_models
+from market.listings import models as listings_models
 from market.organisations import models as organisations_models
 from market.regions import models as regions_models
+from market.sourcing import models as sourcing_models
 
-__all__ = ["accounts_models", "idempotency_models", "organisations_models", "regions_models"]
+__all__ = [
+    "accounts_models",
+    "catalog_models",
+    "households_models",
+    "idempotency_models",
+    "listings_models",
+    "organisations_models",
+    "regions_models",
+    "sourcing_models",
+]

@@ -29,7 +29,7 @@ from search.postgres import PostgresSearch
 
 # Tables that hold reference data loaded by migrations; everything else is emptied after
 # tests that commit.
-REFERENCE_TABLES = {"region", "alembic_version"}
+REFERENCE_TABLES = {"region", "alembic_version", "product_category", "sourcing_chain_head"}
 
 
 def _with_database(url: str, name: str) -> str:
@@ -76,6 +76,7 @@ def settings() -> Settings:
         database_url=None,
         data_dir=Path(tempfile.mkdtemp(prefix="agribridge-data-")),
         log_json=False,
+        secret_key="test-secret-key-for-id-number-hashes",
         max_body_bytes=64 * 1024,
     )
 
@@ -140,9 +141,17 @@ async def _truncate(engine: AsyncEngine) -> None:
             )
         ).scalars()
         names = [t for t in tables if t not in REFERENCE_TABLES]
+        # the append-only ledger refuses TRUNCATE; replica mode skips triggers for cleanup
+        await conn.execute(text("SET LOCAL session_replication_role = replica"))
         if names:
             await conn.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
         await conn.execute(text("UPDATE region SET is_poverty_county = false"))
+        await conn.execute(
+            text(
+                "UPDATE sourcing_chain_head SET last_seq = 0, "
+                "last_hash = decode(repeat('00', 32), 'hex')"
+            )
+        )
 
 
 @pytest.fixture

@@ -18,6 +18,14 @@ from market.errors import Conflict, Invalid, NotFound, Unauthorized
 API_KEY_SCOPES: dict[str, str] = {
     "organisation:read": "Read the organisation's profile.",
     "members:read": "List the organisation's members.",
+    "households:read": "Read the cooperative's member households (masked).",
+    "households:write": "Link and unlink member households.",
+    "catalog:read": "Read products and certifications.",
+    "catalog:write": "Create and change products and certifications.",
+    "sourcing:read": "Read lots, sourcing records and shares.",
+    "sourcing:write": "Open lots and append sourcing records and corrections.",
+    "listings:read": "Read the organisation's listings and stock movements.",
+    "listings:write": "Create, publish, change and close listings; adjust stock.",
 }
 
 _TOUCH_EVERY = dt.timedelta(minutes=5)

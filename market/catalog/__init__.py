@@ -1,0 +1,1 @@
+"""The catalog: product categories, cooperatives' products and their certifications."""

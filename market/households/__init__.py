@@ -1,0 +1,1 @@
+"""Households: the poor-household registry kept by authorities, and cooperatives' members."""
