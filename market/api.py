@@ -6,8 +6,12 @@ from fastapi import FastAPI
 
 from market import health
 from market.accounts.router import router as accounts_router
+from market.catalog.router import router as catalog_router
+from market.households.router import router as households_router
+from market.listings.router import router as listings_router
 from market.organisations.router import router as organisations_router
 from market.regions.router import router as regions_router
+from market.sourcing.router import router as sourcing_router
 
 TAGS = [
     {"name": "accounts", "description": "Register, sign in (OAuth2 password flow), sign out."},
@@ -15,6 +19,11 @@ TAGS = [
     {"name": "members", "description": "Members with roles owner, staff, viewer; invitations."},
     {"name": "api keys", "description": "Scoped keys for integrations, shown once."},
     {"name": "regions", "description": "China's provinces, cities and counties (GB/T 2260)."},
+    {"name": "households", "description": "Poor-household registry, members, logged reveals."},
+    {"name": "catalog", "description": "Product categories, cooperatives' products, certificates."},
+    {"name": "sourcing", "description": "Lots, the hash-chained sourcing ledger, shares."},
+    {"name": "public", "description": "Pages and data anyone may read."},
+    {"name": "listings", "description": "Listings from lots, their stock ledger; public reads."},
     {"name": "platform", "description": "Verification and scoping, for platform operators."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
@@ -25,3 +34,7 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(accounts_router)
     app.include_router(organisations_router)
     app.include_router(regions_router)
+    app.include_router(households_router)
+    app.include_router(sourcing_router)
+    app.include_router(catalog_router)
+    app.include_router(listings_router)

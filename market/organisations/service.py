@@ -105,6 +105,25 @@ async def access(
     return Access(organisation, member_role)
 
 
+async def cooperative_access(
+    session: AsyncSession,
+    principal: Principal,
+    organisation_id: uuid.UUID,
+    *,
+    role: str = "viewer",
+    scope: str | None = None,
+) -> Access:
+    """Like access(), for routes that only make sense for a cooperative."""
+    found = await access(session, principal, organisation_id, role=role, scope=scope)
+    if found.organisation.kind != "cooperative":
+        raise Forbidden(
+            f"{found.organisation.name_zh} is a {found.organisation.kind}; only cooperatives "
+            "keep households, products, lots and listings.",
+            code="not_a_cooperative",
+        )
+    return found
+
+
 # ---------------------------------------------------------------- organisations
 
 

@@ -1,0 +1,77 @@
+"""`python -m bench [NAME ...] [--requests N]`: run the benchmarks, print ratios."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from bench import BENCHMARKS
+from bench.harness import ENV_URL, Options, err
+
+
+def parse(argv: list[str]) -> tuple[list[str], Options]:
+    defaults = Options()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="AgriBridge benchmarks. Figures are ratios against a baseline measured in "
+        f"the same run. PostgreSQL: {ENV_URL} when set, else embedded in a temporary "
+        "directory (stopped at the end).",
+    )
+    parser.add_argument(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=defaults.requests,
+        help=f"sequential requests per case and side (default {defaults.requests})",
+    )
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=defaults.users,
+        help=f"users and organisations to create (default {defaults.users})",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=defaults.rounds,
+        help="interleaved rounds the requests are split into, alternating which side goes "
+        f"first (default {defaults.rounds})",
+    )
+    parser.add_argument(
+        "--show-sql",
+        action="store_true",
+        help="print the SQL the app sends for each measured endpoint",
+    )
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    for flag in ("requests", "users", "rounds"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1")
+    options = Options(
+        requests=args.requests, users=args.users, rounds=args.rounds, show_sql=args.show_sql
+    )
+    return args.names or list(BENCHMARKS), options
+
+
+def main(argv: list[str] | None = None) -> int:
+    names, options = parse(sys.argv[1:] if argv is None else argv)
+    for name in names:
+        module = importlib.import_module(BENCHMARKS[name])
+        try:
+            module.run(options)
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,366 @@
+"""HTTP: cooperatives' listings, their lifecycle and stock adjustments; public reads of
+active listings."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from market.deps import CurrentUserId, Idempotent, PrincipalDep, SessionDep, idempotent
+from market.idempotency.service import Claim
+from market.listings import service
+from market.listings.models import Listing, ListingPriceTier
+from market.listings.schemas import (
+    ListingCreate,
+    ListingRead,
+    ListingUpdate,
+    PriceTierRead,
+    PublicListingPage,
+    PublicListingRead,
+    SaleMode,
+    Status,
+    StockAdjusted,
+    StockAdjustment,
+    StockMovementRead,
+)
+from market.pagination import Page, PageDep
+from market.routing import MarketRoute
+
+router = APIRouter(route_class=MarketRoute)
+TAG = "listings"
+StockMoving = Annotated[Claim | None, Depends(idempotent(required=True))]
+
+
+def listing_read(listing: Listing, tiers: list[ListingPriceTier], warning: bool) -> ListingRead:
+    return ListingRead(
+        id=listing.id,
+        cooperative_id=listing.cooperative_id,
+        lot_id=listing.lot_id,
+        product_id=listing.product_id,
+        title_zh=listing.title_zh,
+        title_en=listing.title_en,
+        description=listing.description,
+        sale_mode=listing.sale_mode,
+        status=listing.status,
+        unit_price_fen=listing.unit_price_fen,
+        price_tiers=[
+            PriceTierRead(min_quantity=t.min_quantity, unit_price_fen=t.unit_price_fen)
+            for t in tiers
+        ],
+        unit_size=listing.unit_size,
+        min_order_quantity=listing.min_order_quantity,
+        quantity_listed=listing.quantity_listed,
+        quantity_available=listing.quantity_available,
+        quantity_reserved=listing.quantity_reserved,
+        quantity_sold=listing.quantity_sold,
+        delivery_terms=listing.delivery_terms,
+        pickup_hub=listing.pickup_hub,
+        valid_from=listing.valid_from,
+        valid_until=listing.valid_until,
+        auction_closes_at=listing.auction_closes_at,
+        reserve_price_fen=listing.reserve_price_fen,
+        certification_ids=list(listing.certification_ids),
+        certification_warning=warning,
+        published_at=listing.published_at,
+        created_at=listing.created_at,
+        updated_at=listing.updated_at,
+    )
+
+
+async def _reads(session: AsyncSession, listings: list[Listing]) -> list[ListingRead]:
+    ids = [x.id for x in listings]
+    tiers = await service.tiers_of(session, ids)
+    warnings = await service.certification_warnings(session, listings)
+    return [listing_read(x, tiers[x.id], warnings[x.id]) for x in listings]
+
+
+async def _read(session: AsyncSession, listing: Listing) -> ListingRead:
+    return (await _reads(session, [listing]))[0]
+
+
+def _json(content: Any) -> Response:
+    # the public read path: plain data straight to JSON, no model validation on the way out
+    return Response(orjson.dumps(content, option=orjson.OPT_UTC_Z), media_type="application/json")
+
+
+# ---------------------------------------------------------------- cooperatives
+
+
+@router.post(
+    "/organisations/{organisation_id}/listings",
+    tags=[TAG],
+    status_code=status.HTTP_201_CREATED,
+    response_model=ListingRead,
+    summary="Create a draft listing from a lot",
+)
+async def create_listing(
+    organisation_id: uuid.UUID,
+    body: ListingCreate,
+    principal: PrincipalDep,
+    session: SessionDep,
+    _: StockMoving,
+) -> ListingRead:
+    """Takes `quantity` units of sale from the lot: 409 `mass_balance` when the lot does not
+    hold them on top of what its other listings already took. Publish it next."""
+    await service.cooperative_for(session, principal, organisation_id, write=True)
+    listing = await service.create_listing(
+        session,
+        cooperative_id=organisation_id,
+        data=body.model_dump(),
+        user_id=principal.user_id,
+    )
+    return await _read(session, listing)
+
+
+@router.get(
+    "/organisations/{organisation_id}/listings",
+    tags=[TAG],
+    response_model=Page[ListingRead],
+    summary="The cooperative's listings, newest first",
+)
+async def list_listings(
+    organisation_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    page: PageDep,
+    listing_status: Annotated[Status | None, Query(alias="status")] = None,
+    lot_id: Annotated[uuid.UUID | None, Query()] = None,
+) -> Page[ListingRead]:
+    await service.cooperative_for(session, principal, organisation_id, write=False)
+    listings, cursor = await service.list_listings(
+        session, cooperative_id=organisation_id, page=page, status=listing_status, lot_id=lot_id
+    )
+    return Page(items=await _reads(session, listings), next_cursor=cursor)
+
+
+@router.get(
+    "/organisations/{organisation_id}/listings/{listing_id}",
+    tags=[TAG],
+    response_model=ListingRead,
+    summary="A listing with every stock figure, in any status",
+)
+async def get_listing(
+    organisation_id: uuid.UUID, listing_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
+) -> ListingRead:
+    await service.cooperative_for(session, principal, organisation_id, write=False)
+    listing = await service.get_listing(
+        session, listing_id=listing_id, cooperative_id=organisation_id
+    )
+    return await _read(session, listing)
+
+
+@router.patch(
+    "/organisations/{organisation_id}/listings/{listing_id}",
+    tags=[TAG],
+    response_model=ListingRead,
+    summary="Change price, tiers, title, description, window or certificates",
+)
+async def update_listing(
+    organisation_id: uuid.UUID,
+    listing_id: uuid.UUID,
+    body: ListingUpdate,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> ListingRead:
+    """The quantity changes through stock adjustments only. `price_tiers` replaces them all."""
+    await service.cooperative_for(session, principal, organisation_id, write=True)
+    listing = await service.get_listing(
+        session, listing_id=listing_id, cooperative_id=organisation_id
+    )
+    listing = await service.update_listing(
+        session, listing=listing, changes=body.model_dump(exclude_unset=True)
+    )
+    return await _read(session, listing)
+
+
+async def _act(
+    event: str,
+    organisation_id: uuid.UUID,
+    listing_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: AsyncSession,
+) -> ListingRead:
+    organisation = await service.cooperative_for(session, principal, organisation_id, write=True)
+    listing = await service.get_listing(
+        session, listing_id=listing_id, cooperative_id=organisation_id
+    )
+    listing = await service.act(
+        session,
+        listing=listing,
+        organisation=organisation,
+        event=event,
+        user_id=principal.user_id,
+    )
+    return await _read(session, listing)
+
+
+@router.post(
+    "/organisations/{organisation_id}/listings/{listing_id}/publish",
+    tags=[TAG],
+    response_model=ListingRead,
+    summary="Publish a draft (verified cooperatives)",
+)
+async def publish(
+    organisation_id: uuid.UUID,
+    listing_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    _: Idempotent,
+) -> ListingRead:
+    """draft → active (sold_out when nothing is available). Refused while the window is over,
+    an auction's bidding has closed, or a claimed certificate has expired."""
+    return await _act("publish", organisation_id, listing_id, principal, session)
+
+
+@router.post(
+    "/organisations/{organisation_id}/listings/{listing_id}/pause",
+    tags=[TAG],
+    response_model=ListingRead,
+    summary="Pause an active or sold-out listing",
+)
+async def pause(
+    organisation_id: uuid.UUID,
+    listing_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    _: Idempotent,
+) -> ListingRead:
+    return await _act("pause", organisation_id, listing_id, principal, session)
+
+
+@router.post(
+    "/organisations/{organisation_id}/listings/{listing_id}/resume",
+    tags=[TAG],
+    response_model=ListingRead,
+    summary="Resume a paused listing",
+)
+async def resume(
+    organisation_id: uuid.UUID,
+    listing_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    _: Idempotent,
+) -> ListingRead:
+    return await _act("resume", organisation_id, listing_id, principal, session)
+
+
+@router.post(
+    "/organisations/{organisation_id}/listings/{listing_id}/close",
+    tags=[TAG],
+    response_model=ListingRead,
+    summary="Close a listing for good",
+)
+async def close(
+    organisation_id: uuid.UUID,
+    listing_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    _: Idempotent,
+) -> ListingRead:
+    """Final. The available rest goes back to the lot (a `close` movement); reserved units
+    stay until they are sold or released."""
+    return await _act("close", organisation_id, listing_id, principal, session)
+
+
+@router.post(
+    "/organisations/{organisation_id}/listings/{listing_id}/stock-adjustments",
+    tags=[TAG],
+    status_code=status.HTTP_201_CREATED,
+    response_model=StockAdjusted,
+    summary="Add or remove available units (Idempotency-Key required)",
+)
+async def adjust_stock(
+    organisation_id: uuid.UUID,
+    listing_id: uuid.UUID,
+    body: StockAdjustment,
+    user_id: CurrentUserId,
+    principal: PrincipalDep,
+    session: SessionDep,
+    _: StockMoving,
+) -> StockAdjusted:
+    """Positive: the lot must hold the extra units (409 `mass_balance`). Negative: at most
+    what is available (409 `insufficient_stock`). Every change is a stock movement."""
+    await service.cooperative_for(session, principal, organisation_id, write=True)
+    listing = await service.get_listing(
+        session, listing_id=listing_id, cooperative_id=organisation_id
+    )
+    _stock, movement = await service.adjust(
+        session,
+        listing=listing,
+        quantity=body.quantity,
+        reason=body.reason,
+        reference=body.reference,
+        user_id=user_id,
+    )
+    listing = await service.get_listing(session, listing_id=listing_id)
+    return StockAdjusted(
+        movement=StockMovementRead.model_validate(movement), listing=await _read(session, listing)
+    )
+
+
+@router.get(
+    "/organisations/{organisation_id}/listings/{listing_id}/stock-movements",
+    tags=[TAG],
+    response_model=Page[StockMovementRead],
+    summary="The listing's stock ledger, oldest first",
+)
+async def list_movements(
+    organisation_id: uuid.UUID,
+    listing_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    page: PageDep,
+) -> Page[StockMovementRead]:
+    await service.cooperative_for(session, principal, organisation_id, write=False)
+    await service.get_listing(session, listing_id=listing_id, cooperative_id=organisation_id)
+    movements, cursor = await service.list_movements(session, listing_id=listing_id, page=page)
+    return Page(items=[StockMovementRead.model_validate(m) for m in movements], next_cursor=cursor)
+
+
+# ---------------------------------------------------------------- public
+
+
+@router.get(
+    "/listings",
+    tags=[TAG],
+    response_model=PublicListingPage,
+    summary="Active listings (no sign-in)",
+)
+async def list_public(
+    session: SessionDep,
+    page: PageDep,
+    category: Annotated[
+        str | None,
+        Query(max_length=40, description="A product category code, e.g. dried_fruit_nuts."),
+    ] = None,
+    county_code: Annotated[
+        str | None,
+        Query(
+            pattern=r"^[0-9]{2,6}$",
+            description="The cooperative's region: 62 (Gansu), 6204 or 620400 (Baiyin), "
+            "620421 (Jingyuan).",
+        ),
+    ] = None,
+    sale_mode: Annotated[SaleMode | None, Query()] = None,
+) -> Response:
+    """Listings that are active and within their validity window, newest published first."""
+    items, cursor = await service.list_public(
+        session, page=page, category_code=category, county_code=county_code, sale_mode=sale_mode
+    )
+    return _json({"items": items, "next_cursor": cursor})
+
+
+@router.get(
+    "/listings/{listing_id}",
+    tags=[TAG],
+    response_model=PublicListingRead,
+    summary="An active listing (no sign-in)",
+)
+async def get_public(listing_id: uuid.UUID, session: SessionDep) -> Response:
+    """404 unless the listing is active and within its window; its cooperative sees it in any
+    status under /organisations/{id}/listings/{listing_id}."""
+    return _json(await service.public_listing(session, listing_id))

@@ -1,0 +1,455 @@
+"""Lots, appends to the sourcing ledger (purchases, reversals, amendments), the poor-household
+share of each lot, and verification of the chain."""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from market.catalog import service as catalog_service
+from market.db import utcnow
+from market.errors import Conflict, Invalid, NotFound
+from market.households import service as households_service
+from market.pagination import PageParams, paginate
+from market.sourcing import ledger
+from market.sourcing.models import Lot, SourcingChainHead, SourcingRecord
+
+_TRACE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+
+
+def new_trace_code(county_code: str) -> str:
+    """e.g. 620421-7KQ2MX9P: the county, then 40 random bits."""
+    return county_code + "-" + "".join(secrets.choice(_TRACE_ALPHABET) for _ in range(8))
+
+
+def amount_fen(quantity: int, unit_price_fen: int, pricing_unit: int) -> int:
+    """quantity × price ÷ pricing unit, rounded half-even to whole fen (sign kept)."""
+    exact = Decimal(quantity) * Decimal(unit_price_fen) / Decimal(pricing_unit)
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def share_bp(part: int, whole: int) -> int | None:
+    """part / whole in basis points (1/100 of a percent), rounded half-even; None for no whole."""
+    if whole <= 0:
+        return None
+    exact = Decimal(part) * Decimal(10_000) / Decimal(whole)
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+# ---------------------------------------------------------------- lots
+
+
+async def open_lot(
+    session: AsyncSession, *, cooperative_id: uuid.UUID, county_code: str, data: dict[str, Any]
+) -> Lot:
+    await catalog_service.get_product(
+        session, product_id=data["product_id"], cooperative_id=cooperative_id
+    )
+    lot = Lot(cooperative_id=cooperative_id, trace_code=new_trace_code(county_code), **data)
+    session.add(lot)
+    await session.flush()
+    await session.refresh(lot)
+    return lot
+
+
+async def get_lot(
+    session: AsyncSession,
+    *,
+    lot_id: uuid.UUID,
+    cooperative_id: uuid.UUID | None = None,
+    lock: bool = False,
+) -> Lot:
+    """The lot, NotFound if it is another cooperative's. `lock` serialises writers of its
+    stock (appends that reduce it, listings that take from it)."""
+    stmt = select(Lot).where(Lot.id == lot_id)
+    if cooperative_id is not None:
+        stmt = stmt.where(Lot.cooperative_id == cooperative_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    lot = await session.scalar(stmt)
+    if lot is None:
+        raise NotFound("No such lot in this cooperative.")
+    return lot
+
+
+async def get_lot_by_trace_code(session: AsyncSession, trace_code: str) -> Lot:
+    lot = await session.scalar(select(Lot).where(Lot.trace_code == trace_code.upper()))
+    if lot is None:
+        raise NotFound(f"No lot has the trace code {trace_code}.")
+    return lot
+
+
+async def list_lots(
+    session: AsyncSession,
+    *,
+    page: PageParams,
+    cooperative_id: uuid.UUID | None = None,
+    cooperative_ids: Sequence[uuid.UUID] | None = None,
+) -> tuple[list[Lot], str | None]:
+    stmt = select(Lot)
+    if cooperative_id is not None:
+        stmt = stmt.where(Lot.cooperative_id == cooperative_id)
+    if cooperative_ids is not None:
+        stmt = stmt.where(Lot.cooperative_id.in_(list(cooperative_ids)))
+    return await paginate(session, stmt, page, [Lot.created_at, Lot.id], descending=True)
+
+
+async def lot_net_quantity(session: AsyncSession, lot_id: uuid.UUID) -> int:
+    """What was sourced into the lot, net of reversals, in the product's base unit."""
+    total = await session.scalar(
+        select(func.coalesce(func.sum(SourcingRecord.quantity), 0)).where(
+            SourcingRecord.lot_id == lot_id
+        )
+    )
+    return int(total or 0)
+
+
+# ---------------------------------------------------------------- shares
+
+
+@dataclass(frozen=True)
+class LotShare:
+    """The numbers behind a lot's poor-household share, all exact integers."""
+
+    lot_id: uuid.UUID
+    quantity: int
+    value_fen: int
+    poor_quantity: int
+    poor_value_fen: int
+    households: int
+    poor_households: int
+    records: int
+
+    @property
+    def poor_share_bp(self) -> int | None:
+        """By value: the number this system exists for. None when nothing was bought."""
+        return share_bp(self.poor_value_fen, self.value_fen)
+
+    @property
+    def poor_quantity_share_bp(self) -> int | None:
+        return share_bp(self.poor_quantity, self.quantity)
+
+    @classmethod
+    def empty(cls, lot_id: uuid.UUID) -> LotShare:
+        return cls(lot_id, 0, 0, 0, 0, 0, 0, 0)
+
+
+# One statement for many lots. A record counts as poor when its household was poor on the
+# purchase date by the registry; a reversal carries its purchase's date, so it cancels exactly.
+# Households count when their net quantity in the lot is positive.
+LOT_SHARES_SQL = text(
+    """
+    WITH rec AS (
+        SELECT r.lot_id, r.household_id, r.quantity, r.amount_fen,
+               EXISTS (
+                   SELECT 1 FROM poor_status_period p
+                    WHERE p.household_id = r.household_id
+                      AND p.valid_from <= r.purchase_date
+                      AND (p.valid_until IS NULL OR r.purchase_date <= p.valid_until)
+               ) AS poor
+          FROM sourcing_record r
+         WHERE r.lot_id = ANY(:lot_ids)
+    ), per_household AS (
+        SELECT lot_id, household_id, count(*) AS records,
+               sum(quantity) AS quantity, sum(amount_fen) AS value,
+               coalesce(sum(quantity) FILTER (WHERE poor), 0) AS poor_quantity,
+               coalesce(sum(amount_fen) FILTER (WHERE poor), 0) AS poor_value
+          FROM rec
+         GROUP BY lot_id, household_id
+    )
+    SELECT lot_id,
+           sum(quantity)::bigint AS quantity,
+           sum(value)::bigint AS value_fen,
+           sum(poor_quantity)::bigint AS poor_quantity,
+           sum(poor_value)::bigint AS poor_value_fen,
+           count(*) FILTER (WHERE quantity > 0) AS households,
+           count(*) FILTER (WHERE poor_quantity > 0) AS poor_households,
+           sum(records)::bigint AS records
+      FROM per_household
+     GROUP BY lot_id
+    """
+)
+
+
+async def lot_shares(
+    session: AsyncSession, lot_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, LotShare]:
+    """Share figures of many lots in one query; lots without records get empty figures."""
+    ids = list(dict.fromkeys(lot_ids))
+    out = {lot_id: LotShare.empty(lot_id) for lot_id in ids}
+    if not ids:
+        return out
+    rows = await session.execute(LOT_SHARES_SQL, {"lot_ids": ids})
+    for row in rows:
+        out[row.lot_id] = LotShare(
+            lot_id=row.lot_id,
+            quantity=int(row.quantity),
+            value_fen=int(row.value_fen),
+            poor_quantity=int(row.poor_quantity),
+            poor_value_fen=int(row.poor_value_fen),
+            households=int(row.households),
+            poor_households=int(row.poor_households),
+            records=int(row.records),
+        )
+    return out
+
+
+async def lot_share(session: AsyncSession, lot_id: uuid.UUID) -> LotShare:
+    return (await lot_shares(session, [lot_id]))[lot_id]
+
+
+# ---------------------------------------------------------------- appends
+
+
+async def _append(session: AsyncSession, values: dict[str, Any]) -> SourcingRecord:
+    """Append one record at the end of the chain. The chain head's row lock orders appends,
+    so concurrent transactions still form one linear chain."""
+    head = await session.scalar(
+        select(SourcingChainHead).where(SourcingChainHead.id == 1).with_for_update()
+    )
+    if head is None:  # pragma: no cover - created by the migration
+        raise RuntimeError("the sourcing chain head row is missing")
+    values = {
+        **values,
+        "seq": head.last_seq + 1,
+        "id": uuid.uuid4(),
+        "recorded_at": utcnow(),
+        "prev_hash": head.last_hash,
+    }
+    values.setdefault("reverses_seq", None)
+    for optional in ("evidence_ref", "evidence_url", "reason", "recorded_by_id"):
+        values.setdefault(optional, None)
+    values["hash"] = ledger.chain_hash(head.last_hash, values)
+    record = SourcingRecord(**values)
+    session.add(record)
+    head.last_seq = values["seq"]
+    head.last_hash = values["hash"]
+    await session.flush()
+    return record
+
+
+async def append_purchase(
+    session: AsyncSession,
+    *,
+    lot: Lot,
+    household_id: uuid.UUID,
+    quantity: int,
+    unit_price_fen: int,
+    purchase_date: dt.date,
+    recorded_by_id: uuid.UUID | None,
+    evidence_ref: str | None = None,
+    evidence_url: str | None = None,
+    reason: str | None = None,
+) -> SourcingRecord:
+    """Record that a member household supplied `quantity` (base units) at a price per
+    pricing unit (per kg, or per piece)."""
+    if quantity <= 0:
+        raise Invalid.field("quantity", "The quantity must be positive.")
+    if purchase_date > dt.date.today():
+        raise Invalid.field("purchase_date", "The purchase date cannot be in the future.")
+    product = await catalog_service.get_product(session, product_id=lot.product_id)
+    await households_service.require_member(
+        session, cooperative_id=lot.cooperative_id, household_id=household_id, on=purchase_date
+    )
+    return await _append(
+        session,
+        {
+            "lot_id": lot.id,
+            "cooperative_id": lot.cooperative_id,
+            "household_id": household_id,
+            "kind": "purchase",
+            "quantity": quantity,
+            "unit_price_fen": unit_price_fen,
+            "amount_fen": amount_fen(
+                quantity, unit_price_fen, catalog_service.pricing_unit(product)
+            ),
+            "purchase_date": purchase_date,
+            "evidence_ref": evidence_ref,
+            "evidence_url": evidence_url,
+            "reason": reason,
+            "recorded_by_id": recorded_by_id,
+        },
+    )
+
+
+async def _committed_to_listings(session: AsyncSession, lot_id: uuid.UUID) -> int:
+    from market.listings import service as listings_service  # listings imports this module
+
+    return await listings_service.committed_base_quantity(session, lot_id)
+
+
+async def reverse(
+    session: AsyncSession,
+    *,
+    lot: Lot,
+    seq: int,
+    reason: str,
+    recorded_by_id: uuid.UUID | None,
+    check_mass_balance: bool = True,
+) -> SourcingRecord:
+    """Cancel a purchase with a reversing record (same household, date and price; negated
+    quantity and amount). Refused when the lot's stock is already listed or sold. The caller
+    holds the lot's lock (get_lot(lock=True))."""
+    original = await session.scalar(
+        select(SourcingRecord).where(SourcingRecord.seq == seq, SourcingRecord.lot_id == lot.id)
+    )
+    if original is None:
+        raise NotFound(f"Record {seq} is not in this lot.")
+    if original.kind != "purchase":
+        raise Conflict("A reversal cannot itself be reversed.", code="not_a_purchase")
+    already = await session.scalar(
+        select(SourcingRecord.seq).where(SourcingRecord.reverses_seq == seq)
+    )
+    if already is not None:
+        raise Conflict(f"Record {seq} was already reversed by {already}.", code="already_reversed")
+    if check_mass_balance:
+        remaining = await lot_net_quantity(session, lot.id) - original.quantity
+        committed = await _committed_to_listings(session, lot.id)
+        if remaining < committed:
+            raise Conflict(
+                f"Reversing this record would leave the lot with {remaining} but {committed} "
+                "is listed or sold from it; reduce the listings first.",
+                code="mass_balance",
+            )
+    return await _append(
+        session,
+        {
+            "lot_id": lot.id,
+            "cooperative_id": lot.cooperative_id,
+            "household_id": original.household_id,
+            "kind": "reversal",
+            "reverses_seq": original.seq,
+            "quantity": -original.quantity,
+            "unit_price_fen": original.unit_price_fen,
+            "amount_fen": -original.amount_fen,
+            "purchase_date": original.purchase_date,
+            "evidence_ref": original.evidence_ref,
+            "reason": reason,
+            "recorded_by_id": recorded_by_id,
+        },
+    )
+
+
+async def amend(
+    session: AsyncSession,
+    *,
+    lot: Lot,
+    seq: int,
+    reason: str,
+    recorded_by_id: uuid.UUID | None,
+    changes: dict[str, Any],
+) -> tuple[SourcingRecord, SourcingRecord]:
+    """Correct a purchase: a reversal of it, then a new purchase with the corrected values."""
+    original = await session.scalar(
+        select(SourcingRecord).where(SourcingRecord.seq == seq, SourcingRecord.lot_id == lot.id)
+    )
+    if original is None:
+        raise NotFound(f"Record {seq} is not in this lot.")
+    corrected: dict[str, Any] = {
+        "household_id": original.household_id,
+        "quantity": original.quantity,
+        "unit_price_fen": original.unit_price_fen,
+        "purchase_date": original.purchase_date,
+        "evidence_ref": original.evidence_ref,
+        "evidence_url": original.evidence_url,
+    } | {k: v for k, v in changes.items() if v is not None}
+    # check the new figures against the lot before appending anything
+    remaining = await lot_net_quantity(session, lot.id) - original.quantity + corrected["quantity"]
+    committed = await _committed_to_listings(session, lot.id)
+    if remaining < committed:
+        raise Conflict(
+            f"After this correction the lot would hold {remaining} but {committed} is listed "
+            "or sold from it.",
+            code="mass_balance",
+        )
+    reversal = await reverse(
+        session,
+        lot=lot,
+        seq=seq,
+        reason=reason,
+        recorded_by_id=recorded_by_id,
+        check_mass_balance=False,
+    )
+    replacement = await append_purchase(
+        session, lot=lot, recorded_by_id=recorded_by_id, reason=reason, **corrected
+    )
+    return reversal, replacement
+
+
+async def list_records(
+    session: AsyncSession, *, lot_id: uuid.UUID, page: PageParams
+) -> tuple[list[SourcingRecord], str | None]:
+    stmt = select(SourcingRecord).where(SourcingRecord.lot_id == lot_id)
+    return await paginate(session, stmt, page, [SourcingRecord.seq])
+
+
+# ---------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class Verification:
+    checked: int
+    ok: bool
+    first_break: ledger.Break | None
+    head_seq: int
+
+
+async def count_records(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).select_from(SourcingRecord)) or 0)
+
+
+async def iter_records(session: AsyncSession, batch: int = 5000) -> AsyncIterator[Any]:
+    """Every record in chain order, fetched in keyset batches (memory stays flat)."""
+    last = 0
+    columns = [
+        getattr(SourcingRecord, name) for name in (*ledger.CHAINED_FIELDS, "prev_hash", "hash")
+    ]
+    while True:
+        rows = (
+            (
+                await session.execute(
+                    select(*columns)
+                    .where(SourcingRecord.seq > last)
+                    .order_by(SourcingRecord.seq)
+                    .limit(batch)
+                )
+            )
+            .mappings()
+            .all()
+        )
+        if not rows:
+            return
+        for row in rows:
+            yield row
+        last = rows[-1]["seq"]
+
+
+async def verify_chain(session: AsyncSession, *, progress: Any = None) -> Verification:
+    """Recompute every hash in order; name the first record that does not verify."""
+    verifier = ledger.ChainVerifier()
+    async for row in iter_records(session):
+        verifier.feed(dict(row))
+        if progress is not None:
+            progress(1)
+    head = await session.get(SourcingChainHead, 1)
+    first_break = verifier.first_break
+    if first_break is None and head is not None and head.last_hash != verifier.expected_prev:
+        first_break = ledger.Break(
+            seq=head.last_seq,
+            record_id="",
+            reason="the chain head does not match the last record: records were removed",
+        )
+    return Verification(
+        checked=verifier.checked,
+        ok=first_break is None,
+        first_break=first_break,
+        head_seq=head.last_seq if head else 0,
+    )
