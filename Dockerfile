@@ -8,7 +8,8 @@
 # (/var/lib/agribridge/pgdata, owned by uid 10001): mount a volume there to keep the data
 # (no VOLUME line, so that runs with a database URL do not leave anonymous volumes behind).
 # The schema must be current before `market serve` starts: run `market db upgrade` first
-# (compose.yaml does this in its `migrate` service).
+# (compose.yaml does this in its `migrate` service). For a one-container demo on the embedded
+# database: docker run -p 8000:8000 -v agribridge-data:/var/lib/agribridge agribridge market demo
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
@@ -28,8 +29,8 @@ RUN python -m pip install "uv>=0.9,<1" \
 WORKDIR /app
 
 # dependencies first, so that a source change does not reinstall them
-COPY requirements.lock ./
-RUN uv pip sync --python /opt/venv/bin/python requirements.lock
+COPY requirements-runtime.lock ./
+RUN uv pip sync --python /opt/venv/bin/python requirements-runtime.lock
 
 # the project, editable: market/migrate.py finds the migrations at /app/migrations
 # (<repo>/migrations next to the package), so the source tree stays at /app in both stages

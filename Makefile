@@ -41,9 +41,10 @@ test-pg15: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-## lock: re-resolve requirements.lock from pyproject.toml
+## lock: re-resolve requirements.lock (with dev tools) and requirements-runtime.lock (the image)
 lock:
 	$(BIN)/uv pip compile --quiet pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile --quiet pyproject.toml --python-version 3.11 -o requirements-runtime.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

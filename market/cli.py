@@ -109,6 +109,7 @@ def _serve(settings: Settings, db: Database) -> None:
         log_config=None,
         access_log=False,
         proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         server_header=False,
     )
     err.print(

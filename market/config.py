@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(default=10, ge=1, le=200)
 
     host: str = Field(default="127.0.0.1", description="Address the API server binds to.")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-* headers are trusted (comma-separated, or *).",
+    )
     port: int = Field(default=8000, ge=0, le=65535, description="Port the API server binds to.")
 
     search_backend: SearchBackend = SearchBackend.postgres

@@ -77,7 +77,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         async_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # no pre-ping: it costs a round trip per checkout; a connection found dead fails its
+        # request once and the pool replaces it
+        pool_pre_ping=False,
+        pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "agribridge"}},
     )
 

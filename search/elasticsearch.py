@@ -9,12 +9,17 @@ from elasticsearch import AsyncElasticsearch
 
 from search.base import Health
 
-_COMPAT_MEDIA = "application/vnd.elasticsearch+json"
+# the versioned media types the official client sends, and the plain ones to send instead
+_PLAIN = {
+    "application/vnd.elasticsearch+json": "application/json",
+    "application/vnd.elasticsearch+x-ndjson": "application/x-ndjson",
+}
 
 
 class PlainJsonNode(AiohttpHttpNode):
-    """Sends plain application/json instead of the versioned media type that the official
-    client sends by default and OpenSearch-compatible servers refuse (406)."""
+    """Sends plain application/json (and x-ndjson for bulk) instead of the versioned media
+    types that the official client sends by default, which OpenSearch-compatible servers and
+    an Elasticsearch older than the client refuse (406)."""
 
     async def perform_request(  # type: ignore[override]
         self,
@@ -26,10 +31,11 @@ class PlainJsonNode(AiohttpHttpNode):
     ) -> Any:
         if headers:
             headers = headers.copy()
-            for name in ("accept", "content-type"):
-                for key in list(headers.keys()):
-                    if key.lower() == name and _COMPAT_MEDIA in str(headers[key]):
-                        headers[key] = "application/json"
+            for key in list(headers.keys()):
+                if key.lower() in ("accept", "content-type"):
+                    for versioned, plain in _PLAIN.items():
+                        if str(headers[key]).startswith(versioned):
+                            headers[key] = plain
         return await super().perform_request(
             method, target, body=body, headers=headers, request_timeout=request_timeout
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
@@ -76,3 +76,50 @@ def test_help_texts():
         result = runner.invoke(app, [*args, "--help"] if args[-1:] != ["--help"] else args)
         assert result.exit_code == 0, (args, result.output)
         assert "Usage" in result.output
+
+
+def test_sourcing_verify_exit_codes(env, db_url, clean_db):
+    import datetime as dt
+
+    from market.db import create_engine, create_sessionmaker
+    from tests.factories import member_with_token
+    from tests.factories_sourcing import buy, make_household, make_lot, make_product
+
+    async def seed() -> int:
+        engine = create_engine(db_url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                _, organisation, _ = await member_with_token(session)
+                product = await make_product(session, organisation)
+                lot = await make_lot(session, organisation, product)
+                household = await make_household(session, organisation)
+                seqs = [
+                    await buy(
+                        session, lot, household, quantity=q, price=4200, on=dt.date(2026, 8, 1)
+                    )
+                    for q in (1000, 2000, 3000)
+                ]
+                return seqs[1]
+        finally:
+            await engine.dispose()
+
+    target = asyncio.run(seed())
+    fine = runner.invoke(app, ["sourcing", "verify"])
+    assert fine.exit_code == 0, fine.output
+    assert "ledger verifies: 3 records" in fine.output
+
+    async def tamper() -> None:
+        engine = create_async_engine(db_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text("SET LOCAL session_replication_role = replica"))
+                await conn.execute(
+                    text("UPDATE sourcing_record SET amount_fen = 1 WHERE seq = :s"), {"s": target}
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(tamper())
+    broken = runner.invoke(app, ["sourcing", "verify"])
+    assert broken.exit_code == 3, broken.output
+    assert f"record {target}" in broken.output
