@@ -170,14 +170,14 @@ def demo(host: HostOpt = None, port: PortOpt = None) -> None:
     with database(settings) as db:
         try:
             migrate.upgrade(db.url)
-            loaded = asyncio.run(_load_demo(db.url))
+            loaded = asyncio.run(_load_demo(db.url, settings.hashing_key()))
             _print_logins(demo_data.logins(), fresh=loaded)
             _serve(settings, db)
         except StartupError as exc:
             raise fail(str(exc)) from None
 
 
-async def _load_demo(url: str) -> bool:
+async def _load_demo(url: str, key: bytes) -> bool:
     from market import demo as demo_data
 
     engine = create_engine(url, pool_size=1)
@@ -188,7 +188,9 @@ async def _load_demo(url: str) -> bool:
             with progress() as bar:
                 task = bar.add_task("Loading demo data", total=demo_data.steps())
                 await demo_data.load(
-                    session, advance=lambda what: bar.update(task, advance=1, description=what)
+                    session,
+                    key=key,
+                    advance=lambda what: bar.update(task, advance=1, description=what),
                 )
             await session.commit()
             return True

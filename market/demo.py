@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from market import demo_supply
 from market.accounts import service as accounts_service
 from market.organisations import service as organisations_service
 from market.organisations.models import Organisation
@@ -173,9 +174,10 @@ async def is_empty(session: AsyncSession) -> bool:
 
 
 async def load(
-    session: AsyncSession, *, advance: Callable[[str], None] = lambda _: None
+    session: AsyncSession, *, key: bytes, advance: Callable[[str], None] = lambda _: None
 ) -> list[DemoLogin]:
-    """Create the demo organisations (all verified), their owners and the poverty flags."""
+    """Create the demo organisations (all verified), their owners, the poverty flags, and
+    the supply side (registry, members, products, lots, listings)."""
     logins: list[DemoLogin] = []
     platform_user_id = None
     for demo in ORGANISATIONS:
@@ -209,11 +211,16 @@ async def load(
     for code in POVERTY_COUNTIES:
         await regions_service.set_poverty_flag(session, code=code, designated=True)
     advance("poverty counties")
+    authority_id = await session.scalar(
+        select(Organisation.id).where(Organisation.kind == "authority")
+    )
+    assert authority_id is not None
+    await demo_supply.load(session, key=key, authority_id=authority_id, advance=advance)
     return logins
 
 
 def steps() -> int:
-    return len(ORGANISATIONS) + 1
+    return len(ORGANISATIONS) + 1 + demo_supply.steps()
 
 
 def logins() -> list[DemoLogin]:

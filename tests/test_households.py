@@ -65,14 +65,17 @@ async def periods_of(session, household_id):  # type: ignore[no-untyped-def]
 # ---------------------------------------------------------------- pure rules
 
 
+def wrong_check(number: str) -> str:
+    return number[:17] + ("0" if number[17] != "0" else "1")
+
+
 def test_id_numbers_follow_gb_11643():
     assert service.normalise_id_number("11010519491231002X") == "11010519491231002X"
     assert service.normalise_id_number(" 11010519491231002x ") == "11010519491231002X"
     valid = id_number(7)
     assert service.normalise_id_number(valid) == valid
-    wrong_check = valid[:17] + ("0" if valid[17] != "0" else "1")
     for bad, reason in [
-        (wrong_check, "check character"),
+        (wrong_check(valid), "check character"),
         ("11010519491331002X", "birth date"),
         ("1101051949123100", "17 digits"),
         ("11010519491231002Y", "17 digits"),
@@ -119,7 +122,7 @@ async def test_import_reports_each_bad_row_and_applies_the_valid_ones(client, se
         registry_row("R-001", 1, poor_from="2016-01-01", poor_until="2020-12-31"),  # line 2
         registry_row("R-001", 1, poor_from="2023-01-01"),  # line 3: a second period
         registry_row("R-002", 2, county_code="620422", head_name="李秀英", phone=""),  # 4
-        {**registry_row("R-003", 3), "id_number": id_number(3)[:17] + "Y"},  # 5
+        {**registry_row("R-003", 3), "id_number": wrong_check(id_number(3))},  # 5
         registry_row("R-004", 4, county_code="640424"),  # 6: outside the regions
         registry_row("R-005", 5, phone="call me"),  # 7
         registry_row("R-006", 6, poor_from="2020/01/01"),  # 8
@@ -461,6 +464,34 @@ async def test_memberships_do_not_overlap_and_can_end(client, session, settings)
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "registry_id"
 
 
+async def test_concurrent_links_of_one_household_give_one_membership_and_a_409(
+    committing_client, committing_session, settings
+):
+    _, coop, token = await member_with_token(committing_session)
+    await registered_household(
+        committing_session, key=settings.hashing_key(), registry_id="R-751", serial=751
+    )
+    await committing_session.commit()
+    url = f"/organisations/{coop.id}/households/link"
+    responses = await asyncio.gather(
+        *(
+            committing_client.post(
+                url,
+                headers=bearer(token),
+                json={"registry_id": "R-751", "joined_on": f"2024-0{month}-01"},
+            )
+            for month in range(1, 9)
+        )
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses == [201] + [409] * 7, [r.text for r in responses]
+    assert {r.json()["code"] for r in responses if r.status_code == 409} == {"membership_overlap"}
+    count = await committing_session.scalar(
+        select(func.count()).where(CooperativeMember.cooperative_id == coop.id)
+    )
+    assert count == 1
+
+
 async def test_membership_rules_for_who_may_write(client, session, settings):
     owner, coop, _ = await member_with_token(session)
     viewer = await make_user(session)
@@ -492,7 +523,7 @@ async def test_membership_rules_for_who_may_write(client, session, settings):
     read_only = await client.post(
         keys, headers=bearer(owner_token), json={"name": "ERP", "scopes": ["households:read"]}
     )
-    secret = read_only.json()["secret"]
+    secret = read_only.json()["key"]
     assert (await client.get(members, headers=bearer(secret))).status_code == 200
     by_key = await client.post(f"{members}/link", headers=bearer(secret), json=link)
     assert by_key.status_code == 403 and by_key.json()["code"] == "missing_scope"
@@ -921,3 +952,7 @@ def test_cli_import_for_an_authority_is_limited_to_its_regions(cli_env, db_url, 
     assert unknown.exit_code == 1 and "no authority organisation" in unknown.output
     bad_mode = runner.invoke(cli_app, ["households", "import", str(path), "--mode", "some"])
     assert bad_mode.exit_code == 1 and "--mode" in bad_mode.output
+    for args in (["households", "--help"], ["households", "import", "--help"]):
+        shown = runner.invoke(cli_app, args)
+        assert shown.exit_code == 0 and "Usage" in shown.output, shown.output
+    assert "all_or_nothing" in shown.output and "poor_from" in shown.output

@@ -14,11 +14,12 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     Date,
+    Table,
     Uuid,
     delete,
     exists,
@@ -281,6 +282,9 @@ _REGISTRY_ID = re.compile(r"[\w-]{1,40}")
 _PHONE = re.compile(r"\+?[0-9][0-9-]{4,19}")
 _DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _CHUNK = 1000
+# Core tables for the bulk writes: the ORM would insert rows with server-made keys one by one
+_HOUSEHOLD = cast(Table, Household.__table__)
+_POOR_STATUS_PERIOD = cast(Table, PoorStatusPeriod.__table__)
 
 
 @dataclass(frozen=True)
@@ -508,6 +512,7 @@ class _Stored:
     id: uuid.UUID
     county_code: str
     content_hash: bytes | None
+    registry_organisation_id: uuid.UUID | None
 
 
 async def _check_against_registry(
@@ -539,11 +544,17 @@ async def _check_against_registry(
             continue
         rows = await session.execute(
             select(
-                Household.id, Household.registry_id, Household.county_code, Household.content_hash
+                Household.id,
+                Household.registry_id,
+                Household.county_code,
+                Household.content_hash,
+                Household.registry_organisation_id,
             ).where(Household.registry_id.in_([h.registry_id for h in chunk]))
         )
         for row in rows:
-            stored[row.registry_id] = _Stored(row.id, row.county_code, row.content_hash)
+            stored[row.registry_id] = _Stored(
+                row.id, row.county_code, row.content_hash, row.registry_organisation_id
+            )
         owner_rows = await session.execute(
             select(Household.id_number_hash, Household.registry_id).where(
                 Household.id_number_hash.in_([h.person.id_number_hash for h in chunk if h.person])
@@ -688,8 +699,9 @@ async def _write(
             }
             # a platform job (no authority) keeps the registry organisation already recorded
             organisation_id = official.organisation_for(household.person.county_code)
-            if organisation_id is not None or existing is None:
-                values["registry_organisation_id"] = organisation_id
+            if organisation_id is None and existing is not None:
+                organisation_id = existing.registry_organisation_id
+            values["registry_organisation_id"] = organisation_id
             if existing is None:
                 new.append(values)
             else:
@@ -697,7 +709,7 @@ async def _write(
         ids: dict[str, uuid.UUID] = {}
         if new:
             inserted = await session.execute(
-                insert(Household).returning(Household.id, Household.registry_id), new
+                insert(_HOUSEHOLD).returning(_HOUSEHOLD.c.id, _HOUSEHOLD.c.registry_id), new
             )
             ids.update({rid: id_ for id_, rid in inserted if rid is not None})
             result.created += len(new)
@@ -717,7 +729,7 @@ async def _write(
             for start_, until, _ in h.periods
         ]
         if periods:
-            await session.execute(insert(PoorStatusPeriod), periods)
+            await session.execute(insert(_POOR_STATUS_PERIOD), periods)
         if on_progress:
             on_progress(min(start + _CHUNK, len(households)), len(households))
 
@@ -798,6 +810,8 @@ async def reveal(
         user_id=official.user_id,
         organisation_id=organisation_id,
         reason=reason,
+        # the moment of the reveal, not the transaction's start as now() would give
+        revealed_at=utcnow(),
     )
     session.add(logged)
     await session.flush()
