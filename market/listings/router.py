@@ -4,11 +4,12 @@ active listings."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Response, status
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from market.deps import CurrentUserId, Idempotent, PrincipalDep, SessionDep, idempotent
 from market.idempotency.service import Claim
@@ -80,6 +81,22 @@ async def _reads(session: AsyncSession, listings: list[Listing]) -> list[Listing
 
 async def _read(session: AsyncSession, listing: Listing) -> ListingRead:
     return (await _reads(session, [listing]))[0]
+
+
+async def read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    """A connection for a one-statement public read, in autocommit: no ORM session and no
+    BEGIN/COMMIT round trips (one statement sees one consistent snapshot anyway). When the
+    app is bound to a connection (tests), that connection is used as it is."""
+    bind = request.app.state.sessionmaker.kw["bind"]
+    if isinstance(bind, AsyncConnection):
+        yield bind
+        return
+    async with bind.connect() as connection:
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
+ReadConnection = Annotated[AsyncConnection, Depends(read_connection)]
 
 
 def _json(content: Any) -> Response:
@@ -360,7 +377,7 @@ async def list_public(
     response_model=PublicListingRead,
     summary="An active listing (no sign-in)",
 )
-async def get_public(listing_id: uuid.UUID, session: SessionDep) -> Response:
+async def get_public(listing_id: uuid.UUID, connection: ReadConnection) -> Response:
     """404 unless the listing is active and within its window; its cooperative sees it in any
     status under /organisations/{id}/listings/{listing_id}."""
-    return _json(await service.public_listing(session, listing_id))
+    return _json(await service.public_listing(connection, listing_id))

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from market.catalog import service as catalog_service
 from market.catalog.models import Certification, Product, ProductCategory
@@ -286,7 +286,12 @@ _SETTLE = f"""
         ELSE status
     END"""
 
-_OPEN_NOW = "AND valid_from <= now() AND (valid_until IS NULL OR valid_until > now())"
+# statement time, not transaction start: a listing created earlier in the same transaction
+# (valid_from = the clock then) is already open
+_OPEN_NOW = (
+    "AND valid_from <= statement_timestamp() "
+    "AND (valid_until IS NULL OR valid_until > statement_timestamp())"
+)
 
 _MOVE = """
 WITH moved AS (
@@ -340,8 +345,8 @@ async def _stock_problem(
     if "available_not_negative" in constraint:
         what = "reserved" if kind == "reserve" else "removed"
         return Conflict(
-            f"Only {listing.quantity_available} {listing.status.replace('_', ' ')} units are "
-            f"available; {amount} cannot be {what} ({listing.quantity_reserved} reserved, "
+            f"Only {listing.quantity_available} units of this listing are available, so "
+            f"{amount} cannot be {what} ({listing.quantity_reserved} are reserved, "
             f"{listing.quantity_sold} sold).",
             code="insufficient_stock",
         )
@@ -719,9 +724,11 @@ async def update_listing(
         if name != "price_tiers":
             setattr(listing, name, list(value) if name == "certification_ids" else value)
     if "price_tiers" in changes:
-        await session.execute(
-            delete(ListingPriceTier).where(ListingPriceTier.listing_id == listing.id)
-        )
+        # through the ORM: the loaded tiers leave the identity map before new ones with the
+        # same keys arrive
+        for old_tier in tiers[listing.id]:
+            await session.delete(old_tier)
+        await session.flush()
         for tier in terms["price_tiers"]:
             session.add(ListingPriceTier(listing_id=listing.id, **tier))
     listing.updated_at = now
@@ -817,22 +824,23 @@ def publicly_visible() -> ColumnElement[bool]:
     """Active and within its window: what the public and buyers see."""
     return and_(
         Listing.status == "active",
-        Listing.valid_from <= func.now(),
-        or_(Listing.valid_until.is_(None), Listing.valid_until > func.now()),
+        Listing.valid_from <= func.statement_timestamp(),
+        or_(Listing.valid_until.is_(None), Listing.valid_until > func.statement_timestamp()),
     )
 
 
-# One statement for the whole public document: the hot read path. The poor-household share is
-# the sourcing service's arithmetic (LOT_SHARES_SQL summed over households is the same sum).
+# One statement for the whole public document: the hot read path. Ids come back as text, ready
+# for JSON. The poor-household share is the sourcing service's arithmetic (LOT_SHARES_SQL
+# summed over households is the same sum).
 _PUBLIC = """
-SELECT l.id, l.title_zh, l.title_en, l.description, l.sale_mode, l.unit_price_fen,
-       l.min_order_quantity, l.quantity_available, l.auction_closes_at, l.delivery_terms,
-       l.pickup_hub, l.valid_from, l.valid_until, l.published_at,
+SELECT CAST(l.id AS text) AS id, l.title_zh, l.title_en, l.description, l.sale_mode,
+       l.unit_price_fen, l.min_order_quantity, l.quantity_available, l.auction_closes_at,
+       l.delivery_terms, l.pickup_hub, l.valid_from, l.valid_until, l.published_at,
        cardinality(l.certification_ids) AS claimed,
-       o.id AS cooperative_id, o.name_zh AS cooperative_name_zh,
+       CAST(o.id AS text) AS cooperative_id, o.name_zh AS cooperative_name_zh,
        o.name_en AS cooperative_name_en,
        r.code AS county_code, r.name_zh AS county_name_zh,
-       p.id AS product_id, p.name_zh AS product_name_zh, p.name_en AS product_name_en,
+       CAST(p.id AS text) AS product_id, p.name_zh AS product_name_zh, p.name_en AS product_name_en,
        p.category_code, p.regional_brand, p.unit, p.box_net_weight_g, p.storage_class,
        p.shelf_life_days,
        lot.trace_code,
@@ -851,7 +859,7 @@ SELECT l.id, l.title_zh, l.title_en, l.description, l.sale_mode, l.unit_price_fe
         FROM listing_price_tier WHERE listing_id = l.id
   ) t ON true
   LEFT JOIN LATERAL (
-      SELECT array_agg(id ORDER BY valid_until DESC, id) AS cert_ids,
+      SELECT array_agg(CAST(id AS text) ORDER BY valid_until DESC, id) AS cert_ids,
              array_agg(kind ORDER BY valid_until DESC, id) AS cert_kinds,
              array_agg(certificate_number ORDER BY valid_until DESC, id) AS cert_numbers,
              array_agg(issuer ORDER BY valid_until DESC, id) AS cert_issuers,
@@ -870,8 +878,8 @@ SELECT l.id, l.title_zh, l.title_en, l.description, l.sale_mode, l.unit_price_fe
         FROM sourcing_record rec WHERE rec.lot_id = l.lot_id
   ) s ON true
  WHERE {where}
-   AND l.status = 'active' AND l.valid_from <= now()
-   AND (l.valid_until IS NULL OR l.valid_until > now())
+   AND l.status = 'active' AND l.valid_from <= statement_timestamp()
+   AND (l.valid_until IS NULL OR l.valid_until > statement_timestamp())
 """
 PUBLIC_ONE_SQL = text(_PUBLIC.format(where="l.id = CAST(:listing_id AS uuid)"))
 PUBLIC_MANY_SQL = text(_PUBLIC.format(where="l.id = ANY(CAST(:listing_ids AS uuid[]))"))
@@ -947,11 +955,13 @@ def _public_document(row: Any, today: dt.date) -> dict[str, Any]:
     }
 
 
-async def public_listing(session: AsyncSession, listing_id: uuid.UUID) -> dict[str, Any]:
-    """An active listing for anyone, in one Core statement (no ORM objects); NotFound
-    for anything not publicly visible."""
+async def public_listing(
+    db: AsyncSession | AsyncConnection, listing_id: uuid.UUID
+) -> dict[str, Any]:
+    """An active listing for anyone, in one Core statement (no ORM objects); NotFound for
+    anything not publicly visible. Takes a session or, on the hot path, a bare connection."""
     today = catalog_service.china_today()
-    connection = await session.connection()
+    connection = await db.connection() if isinstance(db, AsyncSession) else db
     result = await connection.execute(PUBLIC_ONE_SQL, {"listing_id": listing_id, "today": today})
     row = result.one_or_none()
     if row is None:
@@ -1003,4 +1013,5 @@ async def list_public(
         PUBLIC_MANY_SQL, {"listing_ids": [x.id for x in listings], "today": today}
     )
     documents = {row.id: _public_document(row, today) for row in result}
-    return [documents[x.id] for x in listings if x.id in documents], cursor
+    wanted = [str(x.id) for x in listings]
+    return [documents[i] for i in wanted if i in documents], cursor
