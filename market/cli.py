@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from market.config import Settings
-from market.db import Database, check_reachable, create_engine, create_sessionmaker, open_database
+from market.db import Database, check_reachable, job_session, open_database
 from market.errors import MarketError, StartupError
 
 app = typer.Typer(
@@ -180,22 +180,17 @@ def demo(host: HostOpt = None, port: PortOpt = None) -> None:
 async def _load_demo(url: str, key: bytes) -> bool:
     from market import demo as demo_data
 
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with create_sessionmaker(engine)() as session:
-            if not await demo_data.is_empty(session):
-                return False
-            with progress() as bar:
-                task = bar.add_task("Loading demo data", total=demo_data.steps())
-                await demo_data.load(
-                    session,
-                    key=key,
-                    advance=lambda what: bar.update(task, advance=1, description=what),
-                )
-            await session.commit()
-            return True
-    finally:
-        await engine.dispose()
+    async with job_session(url) as session:
+        if not await demo_data.is_empty(session):
+            return False
+        with progress() as bar:
+            task = bar.add_task("Loading demo data", total=demo_data.steps())
+            await demo_data.load(
+                session,
+                key=key,
+                advance=lambda what: bar.update(task, advance=1, description=what),
+            )
+        return True
 
 
 def _print_logins(logins: list[Any], *, fresh: bool) -> None:
@@ -282,37 +277,33 @@ async def _create_admin(url: str, email: str, password: str, name: str, region: 
     from market.organisations import service as organisations_service
     from market.organisations.models import Membership, Organisation
 
-    engine = create_engine(url, pool_size=1)
-    try:
-        async with create_sessionmaker(engine)() as session, session.begin():
-            user = await accounts_service.find_user_by_email(session, email)
-            platform = await session.scalar(
-                select(Organisation).where(Organisation.kind == "platform").limit(1)
+    async with job_session(url) as session:
+        user = await accounts_service.find_user_by_email(session, email)
+        platform = await session.scalar(
+            select(Organisation).where(Organisation.kind == "platform").limit(1)
+        )
+        if user is None:
+            user = await accounts_service.register(
+                session, email=email, password=password, display_name=name
             )
-            if user is None:
-                user = await accounts_service.register(
-                    session, email=email, password=password, display_name=name
-                )
-            if platform is None:
-                platform = await organisations_service.create_organisation(
-                    session,
-                    creator_id=user.id,
-                    data={
-                        "kind": "platform",
-                        "name_zh": "农商桥平台运营中心",
-                        "region_code": region,
-                    },
-                )
-                await organisations_service.verify(
-                    session, organisation_id=platform.id, operator_id=user.id
-                )
-                return True
-            if await session.get(Membership, (platform.id, user.id)) is None:
-                session.add(Membership(organisation_id=platform.id, user_id=user.id, role="owner"))
-                return True
-            return False
-    finally:
-        await engine.dispose()
+        if platform is None:
+            platform = await organisations_service.create_organisation(
+                session,
+                creator_id=user.id,
+                data={
+                    "kind": "platform",
+                    "name_zh": "农商桥平台运营中心",
+                    "region_code": region,
+                },
+            )
+            await organisations_service.verify(
+                session, organisation_id=platform.id, operator_id=user.id
+            )
+            return True
+        if await session.get(Membership, (platform.id, user.id)) is None:
+            session.add(Membership(organisation_id=platform.id, user_id=user.id, role="owner"))
+            return True
+        return False
 
 
 @config_app.command("show")
@@ -343,18 +334,14 @@ def import_poverty(
     settings = _settings()
 
     async def run() -> Any:
-        engine = create_engine(db.url, pool_size=1)
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                with progress() as bar:
-                    task = bar.add_task(f"Importing {file.name}", total=None)
-                    result = await regions_service.import_poverty_counties(
-                        session, data=data, is_platform=True, authority_scopes=[]
-                    )
-                    bar.update(task, total=result.rows, completed=result.rows)
-                return result
-        finally:
-            await engine.dispose()
+        async with job_session(db.url) as session:
+            with progress() as bar:
+                task = bar.add_task(f"Importing {file.name}", total=None)
+                result = await regions_service.import_poverty_counties(
+                    session, data=data, is_platform=True, authority_scopes=[]
+                )
+                bar.update(task, total=result.rows, completed=result.rows)
+            return result
 
     with database(settings) as db:
         try:
@@ -380,17 +367,13 @@ def sourcing_verify() -> None:
     settings = _settings()
 
     async def run() -> Any:
-        engine = create_engine(db.url, pool_size=1)
-        try:
-            async with create_sessionmaker(engine)() as session:
-                total = await sourcing_service.count_records(session)
-                with progress() as bar:
-                    task = bar.add_task("Verifying the sourcing ledger", total=total)
-                    return await sourcing_service.verify_chain(
-                        session, progress=lambda n: bar.advance(task, n)
-                    )
-        finally:
-            await engine.dispose()
+        async with job_session(db.url) as session:
+            total = await sourcing_service.count_records(session)
+            with progress() as bar:
+                task = bar.add_task("Verifying the sourcing ledger", total=total)
+                return await sourcing_service.verify_chain(
+                    session, progress=lambda n: bar.advance(task, n)
+                )
 
     with database(settings) as db:
         result = asyncio.run(run())
@@ -445,24 +428,18 @@ def import_households(
     settings = _settings()
 
     async def run() -> Any:
-        engine = create_engine(db.url, pool_size=1)
-        try:
-            async with create_sessionmaker(engine)() as session, session.begin():
-                official = await households_service.authority_job(session, authority_id)
-                with progress() as bar:
-                    task = bar.add_task(f"Importing {file.name}", total=None)
-                    return await households_service.import_registry(
-                        session,
-                        data=data,
-                        key=settings.hashing_key(),
-                        official=official,
-                        mode=import_mode,
-                        on_progress=lambda done, total: bar.update(
-                            task, completed=done, total=total
-                        ),
-                    )
-        finally:
-            await engine.dispose()
+        async with job_session(db.url) as session:
+            official = await households_service.authority_job(session, authority_id)
+            with progress() as bar:
+                task = bar.add_task(f"Importing {file.name}", total=None)
+                return await households_service.import_registry(
+                    session,
+                    data=data,
+                    key=settings.hashing_key(),
+                    official=official,
+                    mode=import_mode,
+                    on_progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
 
     with database(settings) as db:
         try:

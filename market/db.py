@@ -6,6 +6,8 @@ import asyncio
 import datetime as dt
 import os
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -87,6 +89,18 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def create_sessionmaker(bind: Any) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(bind=bind, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def job_session(url: str) -> AsyncIterator[AsyncSession]:
+    """One transaction for a command-line job: committed when the block ends, rolled back on
+    any error, its engine disposed either way."""
+    engine = create_engine(url, pool_size=1)
+    try:
+        async with create_sessionmaker(engine)() as session, session.begin():
+            yield session
+    finally:
+        await engine.dispose()
 
 
 # ---------------------------------------------------------------- embedded PostgreSQL

@@ -20,6 +20,7 @@ from market.catalog.schemas import (
     ProductUpdate,
 )
 from market.deps import Idempotent, PrincipalDep, SessionDep
+from market.organisations import service as organisations_service
 from market.pagination import Page, PageDep
 from market.routing import MarketRoute
 
@@ -87,7 +88,9 @@ async def create_product(
     _: Idempotent,
 ) -> ProductRead:
     """Unit `box` needs `box_net_weight_g`; kg, jin and piece refuse it."""
-    await service.cooperative_access(session, principal, organisation_id, write=True)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="catalog", write=True
+    )
     product = await service.create_product(
         session, cooperative_id=organisation_id, data=body.model_dump()
     )
@@ -105,7 +108,9 @@ async def list_products(
     ] = None,
 ) -> Page[ProductRead]:
     """Oldest first, with their certifications."""
-    await service.cooperative_access(session, principal, organisation_id, write=False)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="catalog"
+    )
     rows, cursor = await service.list_products(
         session, cooperative_id=organisation_id, page=page, category_code=category_code
     )
@@ -118,7 +123,9 @@ async def list_products(
 async def get_product(
     organisation_id: uuid.UUID, product_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> ProductRead:
-    await service.cooperative_access(session, principal, organisation_id, write=False)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="catalog"
+    )
     product = await service.get_product(
         session, product_id=product_id, cooperative_id=organisation_id
     )
@@ -139,7 +146,9 @@ async def update_product(
 ) -> ProductRead:
     """Only the fields sent change. The unit may move between kg, jin and box, never to or
     from piece."""
-    await service.cooperative_access(session, principal, organisation_id, write=True)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="catalog", write=True
+    )
     product = await service.get_product(
         session, product_id=product_id, cooperative_id=organisation_id, lock=True
     )
@@ -163,7 +172,9 @@ async def add_certification(
 ) -> CertificationRead:
     """Certificates are never edited or removed: a renewal is recorded as a new certificate,
     and an expired one simply stops showing as valid."""
-    await service.cooperative_access(session, principal, organisation_id, write=True)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="catalog", write=True
+    )
     product = await service.get_product(
         session, product_id=product_id, cooperative_id=organisation_id
     )
@@ -182,7 +193,9 @@ async def list_certifications(
     organisation_id: uuid.UUID, product_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> list[CertificationRead]:
     """Latest expiry first, expired ones included with `is_valid: false`."""
-    await service.cooperative_access(session, principal, organisation_id, write=False)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="catalog"
+    )
     product = await service.get_product(
         session, product_id=product_id, cooperative_id=organisation_id
     )

@@ -16,10 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.catalog.models import Certification, Product, ProductCategory
 from market.db import utcnow
-from market.deps import Principal
 from market.errors import Conflict, Invalid, NotFound
-from market.organisations import service as organisations_service
-from market.organisations.models import Organisation
 from market.pagination import PageParams, paginate
 
 # Certificates are issued with Chinese calendar dates; China keeps UTC+8 all year.
@@ -33,21 +30,6 @@ def china_today() -> dt.date:
 
 
 # ---------------------------------------------------------------- who may act
-
-
-async def cooperative_access(
-    session: AsyncSession, principal: Principal, cooperative_id: uuid.UUID, *, write: bool
-) -> Organisation:
-    """The cooperative the caller acts for: reads need viewer or catalog:read, writes staff or
-    catalog:write; 404 to outsiders, 403 `not_a_cooperative` for other organisation kinds."""
-    found = await organisations_service.cooperative_access(
-        session,
-        principal,
-        cooperative_id,
-        role="staff" if write else "viewer",
-        scope="catalog:write" if write else "catalog:read",
-    )
-    return found.organisation
 
 
 # ---------------------------------------------------------------- categories

@@ -225,7 +225,7 @@ async def list_members(
     ] = None,
 ) -> Page[MemberHouseholdRead]:
     await organisations_service.cooperative_access(
-        session, principal, organisation_id, scope="households:read"
+        session, principal, organisation_id, domain="households"
     )
     members, cursor = await service.list_members(
         session, cooperative_id=organisation_id, page=page, on=on
@@ -245,7 +245,7 @@ async def get_member(
     session: SessionDep,
 ) -> MemberHouseholdDetail:
     await organisations_service.cooperative_access(
-        session, principal, organisation_id, scope="households:read"
+        session, principal, organisation_id, domain="households"
     )
     household, memberships, poor_today = await service.member_household(
         session, cooperative_id=organisation_id, household_id=household_id
@@ -272,12 +272,12 @@ async def link_registered(
 ) -> MemberHouseholdRead:
     """Its poor status always comes from the registry; no field here can set it.
     Overlapping memberships of the same household are refused with 409."""
-    found = await organisations_service.cooperative_access(
-        session, principal, organisation_id, role="staff", scope="households:write"
+    cooperative = await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="households", write=True
     )
     member = await service.link_registered(
         session,
-        cooperative=found.organisation,
+        cooperative=cooperative,
         registry_id=body.registry_id,
         joined_on=body.joined_on,
         left_on=body.left_on,
@@ -298,12 +298,10 @@ async def add_unregistered(
     session: SessionDep,
     _: Idempotent,
 ) -> MemberHouseholdRead:
-    found = await organisations_service.cooperative_access(
-        session, principal, organisation_id, role="staff", scope="households:write"
+    cooperative = await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="households", write=True
     )
-    member = await service.add_unregistered(
-        session, cooperative=found.organisation, **body.model_dump()
-    )
+    member = await service.add_unregistered(session, cooperative=cooperative, **body.model_dump())
     return _member(member)
 
 
@@ -319,10 +317,10 @@ async def end_membership(
     principal: PrincipalDep,
     session: SessionDep,
 ) -> MemberHouseholdRead:
-    found = await organisations_service.cooperative_access(
-        session, principal, organisation_id, role="staff", scope="households:write"
+    cooperative = await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="households", write=True
     )
     member = await service.end_membership(
-        session, cooperative=found.organisation, household_id=household_id, left_on=body.left_on
+        session, cooperative=cooperative, household_id=household_id, left_on=body.left_on
     )
     return _member(member)

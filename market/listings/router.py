@@ -28,6 +28,7 @@ from market.listings.schemas import (
     StockAdjustment,
     StockMovementRead,
 )
+from market.organisations import service as organisations_service
 from market.pagination import Page, PageDep
 from market.routing import MarketRoute
 
@@ -123,7 +124,9 @@ async def create_listing(
 ) -> ListingRead:
     """Takes `quantity` units of sale from the lot: 409 `mass_balance` when the lot does not
     hold them on top of what its other listings already took. Publish it next."""
-    await service.cooperative_for(session, principal, organisation_id, write=True)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="listings", write=True
+    )
     listing = await service.create_listing(
         session,
         cooperative_id=organisation_id,
@@ -147,7 +150,9 @@ async def list_listings(
     listing_status: Annotated[Status | None, Query(alias="status")] = None,
     lot_id: Annotated[uuid.UUID | None, Query()] = None,
 ) -> Page[ListingRead]:
-    await service.cooperative_for(session, principal, organisation_id, write=False)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="listings"
+    )
     listings, cursor = await service.list_listings(
         session, cooperative_id=organisation_id, page=page, status=listing_status, lot_id=lot_id
     )
@@ -163,7 +168,9 @@ async def list_listings(
 async def get_listing(
     organisation_id: uuid.UUID, listing_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> ListingRead:
-    await service.cooperative_for(session, principal, organisation_id, write=False)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="listings"
+    )
     listing = await service.get_listing(
         session, listing_id=listing_id, cooperative_id=organisation_id
     )
@@ -184,7 +191,9 @@ async def update_listing(
     session: SessionDep,
 ) -> ListingRead:
     """The quantity changes through stock adjustments only. `price_tiers` replaces them all."""
-    await service.cooperative_for(session, principal, organisation_id, write=True)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="listings", write=True
+    )
     listing = await service.get_listing(
         session, listing_id=listing_id, cooperative_id=organisation_id
     )
@@ -201,7 +210,9 @@ async def _act(
     principal: PrincipalDep,
     session: AsyncSession,
 ) -> ListingRead:
-    organisation = await service.cooperative_for(session, principal, organisation_id, write=True)
+    organisation = await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="listings", write=True
+    )
     listing = await service.get_listing(
         session, listing_id=listing_id, cooperative_id=organisation_id
     )
@@ -301,7 +312,9 @@ async def adjust_stock(
 ) -> StockAdjusted:
     """Positive: the lot must hold the extra units (409 `mass_balance`). Negative: at most
     what is available (409 `insufficient_stock`). Every change is a stock movement."""
-    await service.cooperative_for(session, principal, organisation_id, write=True)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="listings", write=True
+    )
     listing = await service.get_listing(
         session, listing_id=listing_id, cooperative_id=organisation_id
     )
@@ -332,7 +345,9 @@ async def list_movements(
     session: SessionDep,
     page: PageDep,
 ) -> Page[StockMovementRead]:
-    await service.cooperative_for(session, principal, organisation_id, write=False)
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="listings"
+    )
     await service.get_listing(session, listing_id=listing_id, cooperative_id=organisation_id)
     movements, cursor = await service.list_movements(session, listing_id=listing_id, page=page)
     return Page(items=[StockMovementRead.model_validate(m) for m in movements], next_cursor=cursor)

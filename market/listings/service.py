@@ -16,31 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from market.catalog import service as catalog_service
 from market.catalog.models import Certification, Product, ProductCategory
 from market.db import utcnow
-from market.deps import Principal
 from market.errors import Conflict, Forbidden, Invalid, NotFound
 from market.listings import states
 from market.listings.models import STATUSES, Listing, ListingPriceTier, StockMovement
-from market.organisations import service as organisations_service
 from market.organisations.models import Organisation
 from market.pagination import PageParams, paginate
 from market.sourcing import service as sourcing_service
 from market.sourcing.models import Lot
 
 # ---------------------------------------------------------------- who may act
-
-
-async def cooperative_for(
-    session: AsyncSession, principal: Principal, organisation_id: uuid.UUID, *, write: bool
-) -> Organisation:
-    """Reads need viewer or listings:read, writes staff or listings:write; 404 to outsiders."""
-    found = await organisations_service.cooperative_access(
-        session,
-        principal,
-        organisation_id,
-        role="staff" if write else "viewer",
-        scope="listings:write" if write else "listings:read",
-    )
-    return found.organisation
 
 
 async def get_listing(

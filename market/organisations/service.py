@@ -110,18 +110,26 @@ async def cooperative_access(
     principal: Principal,
     organisation_id: uuid.UUID,
     *,
-    role: str = "viewer",
-    scope: str | None = None,
-) -> Access:
-    """Like access(), for routes that only make sense for a cooperative."""
-    found = await access(session, principal, organisation_id, role=role, scope=scope)
+    domain: str,
+    write: bool = False,
+) -> Organisation:
+    """The cooperative the caller acts for in `domain` (households, catalog, sourcing,
+    listings): reads need viewer or the `<domain>:read` scope, writes staff or
+    `<domain>:write`; 404 to outsiders, 403 `not_a_cooperative` for other kinds."""
+    found = await access(
+        session,
+        principal,
+        organisation_id,
+        role="staff" if write else "viewer",
+        scope=f"{domain}:{'write' if write else 'read'}",
+    )
     if found.organisation.kind != "cooperative":
         raise Forbidden(
             f"{found.organisation.name_zh} is a {found.organisation.kind}; only cooperatives "
             "keep households, products, lots and listings.",
             code="not_a_cooperative",
         )
-    return found
+    return found.organisation
 
 
 # ---------------------------------------------------------------- organisations

@@ -113,13 +113,13 @@ async def open_lot(
     _: Idempotent,
 ) -> LotRead:
     """A lot of one of your products; it gets a public trace code. Append records next."""
-    found = await organisations_service.cooperative_access(
-        session, principal, organisation_id, role="staff", scope="sourcing:write"
+    cooperative = await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="sourcing", write=True
     )
     lot = await service.open_lot(
         session,
         cooperative_id=organisation_id,
-        county_code=found.organisation.region_code,
+        county_code=cooperative.region_code,
         data=body.model_dump(),
     )
     return lot_read(lot, service.LotShare.empty(lot.id))
@@ -135,7 +135,7 @@ async def list_lots(
     organisation_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, page: PageDep
 ) -> Page[LotRead]:
     await organisations_service.cooperative_access(
-        session, principal, organisation_id, scope="sourcing:read"
+        session, principal, organisation_id, domain="sourcing"
     )
     lots, cursor = await service.list_lots(session, page=page, cooperative_id=organisation_id)
     return await _lots_page(session, lots, cursor)
@@ -151,7 +151,7 @@ async def get_lot(
     organisation_id: uuid.UUID, lot_id: uuid.UUID, principal: PrincipalDep, session: SessionDep
 ) -> LotRead:
     await organisations_service.cooperative_access(
-        session, principal, organisation_id, scope="sourcing:read"
+        session, principal, organisation_id, domain="sourcing"
     )
     lot = await service.get_lot(session, lot_id=lot_id, cooperative_id=organisation_id)
     return lot_read(lot, await service.lot_share(session, lot.id))
@@ -171,7 +171,7 @@ async def list_records(
     page: PageDep,
 ) -> Page[RecordRead]:
     await organisations_service.cooperative_access(
-        session, principal, organisation_id, scope="sourcing:read"
+        session, principal, organisation_id, domain="sourcing"
     )
     lot = await service.get_lot(session, lot_id=lot_id, cooperative_id=organisation_id)
     records, cursor = await service.list_records(session, lot_id=lot.id, page=page)
@@ -196,7 +196,7 @@ async def append_purchase(
     """Adds stock to the lot, so an `Idempotency-Key` is required. The household must be a
     member of the cooperative on the purchase date; its poor status comes from the registry."""
     await organisations_service.cooperative_access(
-        session, principal, organisation_id, role="staff", scope="sourcing:write"
+        session, principal, organisation_id, domain="sourcing", write=True
     )
     lot = await service.get_lot(session, lot_id=lot_id, cooperative_id=organisation_id, lock=True)
     record = await service.append_purchase(
@@ -230,7 +230,7 @@ async def reverse_record(
     _: StockMoving,
 ) -> RecordRead:
     await organisations_service.cooperative_access(
-        session, principal, organisation_id, role="staff", scope="sourcing:write"
+        session, principal, organisation_id, domain="sourcing", write=True
     )
     lot = await service.get_lot(session, lot_id=lot_id, cooperative_id=organisation_id, lock=True)
     record = await service.reverse(
@@ -256,7 +256,7 @@ async def amend_record(
     _: StockMoving,
 ) -> AmendmentRead:
     await organisations_service.cooperative_access(
-        session, principal, organisation_id, role="staff", scope="sourcing:write"
+        session, principal, organisation_id, domain="sourcing", write=True
     )
     lot = await service.get_lot(session, lot_id=lot_id, cooperative_id=organisation_id, lock=True)
     reversal, replacement = await service.amend(
