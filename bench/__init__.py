@@ -10,4 +10,6 @@ from __future__ import annotations
 # name on the command line -> module in this package with `run(options) -> None`
 BENCHMARKS: dict[str, str] = {
     "api-overhead": "bench.api_overhead",
+    "shares": "bench.shares",
+    "listing-read": "bench.listing_read",
 }

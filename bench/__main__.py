@@ -1,4 +1,5 @@
-"""`python -m bench [NAME ...] [--requests N]`: run the benchmarks, print ratios."""
+"""`python -m bench [NAME ...] [--requests N] [--lots N --records N]`: run the benchmarks,
+print ratios."""
 
 from __future__ import annotations
 
@@ -48,15 +49,49 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
         action="store_true",
         help="print the SQL the app sends for each measured endpoint",
     )
+    parser.add_argument(
+        "--lots",
+        type=int,
+        default=defaults.lots,
+        help=f"lots in the generated data set (shares, listing-read; default {defaults.lots})",
+    )
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=defaults.records,
+        help=f"sourcing records over those lots (default {defaults.records})",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=defaults.duration,
+        help=f"listing-read: seconds of load per side and round (default {defaults.duration})",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=defaults.connections,
+        help="listing-read: concurrent connections of the load generator "
+        f"(default {defaults.connections})",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    for flag in ("requests", "users", "rounds"):
+    for flag in ("requests", "users", "rounds", "lots", "records", "connections"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1")
+    if args.duration <= 0:
+        parser.error("--duration must be positive")
     options = Options(
-        requests=args.requests, users=args.users, rounds=args.rounds, show_sql=args.show_sql
+        requests=args.requests,
+        users=args.users,
+        rounds=args.rounds,
+        show_sql=args.show_sql,
+        lots=args.lots,
+        records=args.records,
+        duration=args.duration,
+        connections=args.connections,
     )
     return args.names or list(BENCHMARKS), options
 

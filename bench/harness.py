@@ -49,6 +49,10 @@ class Options:
     users: int = 200
     rounds: int = 4
     show_sql: bool = False
+    lots: int = 10_000  # shares, listing-read: the generated data set
+    records: int = 1_000_000
+    duration: float = 5.0  # listing-read: seconds of load per side and round
+    connections: int = 32  # listing-read: concurrent connections of the load generator
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -71,7 +71,7 @@ def _decode(cursor: str, kinds: list[type]) -> list[Any]:
             else:
                 out.append(kind(part))
         return out
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, AttributeError) as exc:
         raise Invalid.field("cursor", "This cursor is not valid; start again without it.") from exc
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from market import migrate
 from market.app import create_app
 from market.config import Settings
-from market.db import async_url, create_engine, plain_url, start_embedded
+from market.db import async_url, create_engine, create_sessionmaker, plain_url, start_embedded
 from payments.offline import BankAccount, OfflineBankTransfer
 from search.postgres import PostgresSearch
 
@@ -168,7 +168,7 @@ async def committing_client(
     settings: Settings, engine: AsyncEngine, clean_db: None
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app on the real engine: each request commits, requests run truly concurrently."""
-    app = build_app(settings, async_sessionmaker(engine, expire_on_commit=False), engine)
+    app = build_app(settings, create_sessionmaker(engine), engine)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c
@@ -177,5 +177,5 @@ async def committing_client(
 @pytest.fixture
 async def committing_session(engine: AsyncEngine, clean_db: None) -> AsyncIterator[AsyncSession]:
     """A session on the real engine whose commits are real."""
-    async with async_sessionmaker(engine, expire_on_commit=False)() as s:
+    async with create_sessionmaker(engine)() as s:
         yield s

@@ -188,8 +188,7 @@ async def test_other_cooperatives_see_404(client, session, coop):
     lot = await make_lot(session, organisation, product)
     household = await make_household(session, organisation)
     seq = await buy(session, lot, household, quantity=1_000, price=100, on=D(2026, 8, 1))
-    _, _, other_token = await member_with_token(session, region_code="620422")
-    _, other_org, _ = await member_with_token(session, region_code="620422")
+    _, other_org, other_token = await member_with_token(session, region_code="620422")
     base = f"/organisations/{organisation.id}/lots/{lot.id}"
     for method, path, body in [
         ("GET", base, None),
@@ -312,7 +311,7 @@ async def test_public_trace_page_shows_aggregates_and_no_personal_data(client, s
 
     page = await client.get(f"/trace/{lot.trace_code.lower()}", headers={"Accept": "text/html"})
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert "60.0%" in page.text and "靖远县" in page.text
+    assert "60.00%" in page.text and "靖远县" in page.text
     for secret in ("马秀兰", "杨志刚", str(poor.id)):
         assert secret not in page.text and secret not in data.text
     assert (await client.get("/trace/620421-NOPE0000")).status_code == 404

@@ -14,19 +14,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from market.calendar import china_today
 from market.catalog.models import Certification, Product, ProductCategory
 from market.db import utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.pagination import PageParams, paginate
 
 # Certificates are issued with Chinese calendar dates; China keeps UTC+8 all year.
-CHINA_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
 GRAMS_PER_UNIT = {"kg": 1000, "jin": 500}
-
-
-def china_today() -> dt.date:
-    """Today's date in China, the calendar certificates are dated in."""
-    return dt.datetime.now(CHINA_TIME).date()
 
 
 # ---------------------------------------------------------------- who may act

@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from market.calendar import china_today
 from market.db import utcnow
 from market.deps import Principal
 from market.errors import Conflict, Forbidden, Invalid, NotFound
@@ -48,12 +49,10 @@ from market.organisations.models import Organisation
 from market.pagination import PageParams, paginate
 from market.regions import service as regions_service
 
-# Registry dates are Chinese calendar days; China keeps UTC+8 all year.
-CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
-
 
 def today() -> dt.date:
-    return dt.datetime.now(CHINA).date()
+    """Registry dates are Chinese calendar days."""
+    return china_today()
 
 
 # ---------------------------------------------------------------- poor status, for other domains
@@ -762,8 +761,8 @@ async def list_registry(
         stmt = stmt.where(
             or_(
                 Household.registry_id.startswith(q, autoescape=True),
+                # not the head's name: matching it would confirm a name without a logged reveal
                 Household.village.contains(q, autoescape=True),
-                Household.head_name.contains(q, autoescape=True),
             )
         )
     return await paginate(session, stmt, page, [Household.created_at, Household.id])
@@ -966,10 +965,14 @@ async def link_registered(
     """Make a registered household a member; its poor status stays the registry's."""
     _require_verified(cooperative)
     household = await session.scalar(select(Household).where(Household.registry_id == registry_id))
-    if household is None:
+    # A cooperative sources from its own prefecture. Unknown ids and households elsewhere get
+    # the same answer, so that the registry cannot be probed from outside.
+    area = cooperative.region_code[:4] + "00"
+    if household is None or not regions_service.in_scope(household.county_code, [area]):
         raise Invalid.field(
             "registry_id",
-            f"No registered household has the registry id {registry_id}.",
+            f"No registered household with the registry id {registry_id} lives in the "
+            "cooperative's prefecture.",
             code="unknown_registry_id",
         )
     return await _add_membership(

@@ -11,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from market.deps import CurrentUserId, Idempotent, PrincipalDep, SessionDep, idempotent
+from market.deps import Idempotent, PrincipalDep, SessionDep, idempotent
 from market.idempotency.service import Claim
 from market.listings import service
 from market.listings.models import Listing, ListingPriceTier
@@ -305,7 +305,6 @@ async def adjust_stock(
     organisation_id: uuid.UUID,
     listing_id: uuid.UUID,
     body: StockAdjustment,
-    user_id: CurrentUserId,
     principal: PrincipalDep,
     session: SessionDep,
     _: StockMoving,
@@ -324,7 +323,7 @@ async def adjust_stock(
         quantity=body.quantity,
         reason=body.reason,
         reference=body.reference,
-        user_id=user_id,
+        user_id=principal.user_id,
     )
     listing = await service.get_listing(session, listing_id=listing_id)
     return StockAdjusted(

@@ -448,6 +448,17 @@ async def reserve(
     (unless `check_window` is off, e.g. clearing an auction that just closed) only within
     their window. 409 insufficient_stock when fewer are available: nothing is oversold."""
     _positive(quantity)
+    verified = await session.scalar(
+        select(Organisation.verification_status == "verified")
+        .join(Listing, Listing.cooperative_id == Organisation.id)
+        .where(Listing.id == listing_id)
+    )
+    if verified is False:
+        raise Conflict(
+            "The cooperative of this listing is not verified by the platform at the moment; "
+            "its listings cannot be bought.",
+            code="cooperative_not_verified",
+        )
     return await move(
         session,
         listing_id=listing_id,
@@ -805,9 +816,12 @@ async def list_listings(
 
 
 def publicly_visible() -> ColumnElement[bool]:
-    """Active and within its window: what the public and buyers see."""
+    """Active, within its window, from a cooperative the platform (still) verifies: what the
+    public and buyers see."""
+    verified = select(Organisation.id).where(Organisation.verification_status == "verified")
     return and_(
         Listing.status == "active",
+        Listing.cooperative_id.in_(verified),
         Listing.valid_from <= func.statement_timestamp(),
         or_(Listing.valid_until.is_(None), Listing.valid_until > func.statement_timestamp()),
     )
@@ -852,16 +866,18 @@ SELECT CAST(l.id AS text) AS id, l.title_zh, l.title_en, l.description, l.sale_m
         FROM certification WHERE id = ANY(l.certification_ids)
   ) c ON true
   LEFT JOIN LATERAL (
+      -- the lot share by the same rule as sourcing.service.LOT_SHARES_SQL
       SELECT sum(rec.amount_fen) AS value_fen,
-             sum(rec.amount_fen) FILTER (WHERE EXISTS (
-                 SELECT 1 FROM poor_status_period ps
-                  WHERE ps.household_id = rec.household_id
-                    AND ps.valid_from <= rec.purchase_date
-                    AND (ps.valid_until IS NULL OR rec.purchase_date <= ps.valid_until)
-             )) AS poor_value_fen
-        FROM sourcing_record rec WHERE rec.lot_id = l.lot_id
+             sum(rec.amount_fen) FILTER (WHERE ps.household_id IS NOT NULL) AS poor_value_fen
+        FROM sourcing_record rec
+        LEFT JOIN poor_status_period ps
+          ON ps.household_id = rec.household_id
+         AND ps.valid_from <= rec.purchase_date
+         AND (ps.valid_until IS NULL OR rec.purchase_date <= ps.valid_until)
+       WHERE rec.lot_id = l.lot_id
   ) s ON true
  WHERE {where}
+   AND o.verification_status = 'verified'
    AND l.status = 'active' AND l.valid_from <= statement_timestamp()
    AND (l.valid_until IS NULL OR l.valid_until > statement_timestamp())
 """

@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 OrganisationKind = Literal["cooperative", "buyer", "organiser", "authority", "platform"]
 Role = Literal["owner", "staff", "viewer"]
@@ -49,6 +49,14 @@ class OrganisationUpdate(Input):
     name_en: str | None = Field(default=None, max_length=200)
     description: str | None = Field(default=None, max_length=4000)
     contact_phone: str | None = Field(default=None, max_length=32)
+
+    @field_validator("name_zh")
+    @classmethod
+    def _name_cannot_be_cleared(cls, value: str | None) -> str:
+        # runs only when the field is sent: leaving it out keeps the name, null is refused
+        if value is None:
+            raise ValueError("the Chinese name cannot be cleared")
+        return value
 
 
 class OrganisationRead(BaseModel):

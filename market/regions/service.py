@@ -155,7 +155,8 @@ async def import_poverty_counties(
         raise Invalid.field("file", "The CSV needs a header row with the columns code,designated.")
     result = PovertyImport()
     truthy, falsy = {"1", "true", "yes", "是", "y"}, {"0", "false", "no", "否", "n"}
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num  # the physical line, right even after blank lines
         result.rows += 1
         code = (row.get("code") or "").strip()
         raw = (row.get("designated") or "").strip().lower()

@@ -6,13 +6,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from market.catalog import service as catalog_service
 from market.catalog.models import ProductCategory
 from market.deps import Idempotent, PrincipalDep, SessionDep, idempotent
-from market.errors import Forbidden
+from market.errors import Forbidden, NotFound
 from market.idempotency.service import Claim
 from market.organisations import service as organisations_service
 from market.organisations.models import Organisation
@@ -38,6 +38,7 @@ from market.templating import templates
 router = APIRouter(route_class=MarketRoute)
 TAG = "sourcing"
 StockMoving = Annotated[Claim | None, Depends(idempotent(required=True))]
+Seq = Annotated[int, Path(ge=1, le=2**63 - 1, description="The record's place in the ledger.")]
 
 
 def share_read(share: service.LotShare) -> ShareRead:
@@ -223,7 +224,7 @@ async def append_purchase(
 async def reverse_record(
     organisation_id: uuid.UUID,
     lot_id: uuid.UUID,
-    seq: int,
+    seq: Seq,
     body: Reversal,
     principal: PrincipalDep,
     session: SessionDep,
@@ -249,7 +250,7 @@ async def reverse_record(
 async def amend_record(
     organisation_id: uuid.UUID,
     lot_id: uuid.UUID,
-    seq: int,
+    seq: Seq,
     body: Amendment,
     principal: PrincipalDep,
     session: SessionDep,
@@ -312,6 +313,27 @@ async def authority_lots(
     ]
     lots, cursor = await service.list_lots(session, page=page, cooperative_ids=ids)
     return await _lots_page(session, lots, cursor)
+
+
+@router.get(
+    "/authority/lots/{lot_id}/records",
+    tags=[TAG],
+    response_model=Page[RecordRead],
+    summary="A lot's sourcing records (officials in scope)",
+)
+async def authority_records(
+    lot_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, page: PageDep
+) -> Page[RecordRead]:
+    """Records name households by id only; officials see personal data through the
+    registry's logged reveal."""
+    scopes = await _official_scopes(session, principal)
+    lot = await service.get_lot(session, lot_id=lot_id)
+    cooperative = await session.get(Organisation, lot.cooperative_id)
+    assert cooperative is not None
+    if scopes is not None and not regions_service.in_scope(cooperative.region_code, scopes):
+        raise NotFound("No such lot in your audit regions.")
+    records, cursor = await service.list_records(session, lot_id=lot.id, page=page)
+    return Page(items=[record_read(r) for r in records], next_cursor=cursor)
 
 
 @router.get(
