@@ -29,7 +29,13 @@ from search.postgres import PostgresSearch
 
 # Tables that hold reference data loaded by migrations; everything else is emptied after
 # tests that commit.
-REFERENCE_TABLES = {"region", "alembic_version", "product_category", "sourcing_chain_head"}
+REFERENCE_TABLES = {
+    "region",
+    "alembic_version",
+    "product_category",
+    "sourcing_chain_head",
+    "registry_version",
+}
 
 
 def _with_database(url: str, name: str) -> str:

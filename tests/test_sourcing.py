@@ -345,3 +345,32 @@ async def test_officials_see_lots_in_their_regions_only(client, session, coop):
     assert (
         await client.get("/authority/lots", headers=bearer(await token_for(session, buyer)))
     ).status_code == 403
+
+
+async def test_stored_shares_are_reused_until_a_record_or_a_period_changes(session, coop):
+    from sqlalchemy import func, select
+
+    from market.households.models import PoorStatusPeriod
+    from market.sourcing.models import StoredLotShare
+
+    _, organisation, _, product = coop
+    lot = await make_lot(session, organisation, product)
+    household = await make_household(session, organisation)
+    await buy(session, lot, household, quantity=1_000, price=4000, on=D(2026, 8, 1))
+    first = await service.lot_share(session, lot.id)
+    assert first.poor_share_bp == 0
+    stored = await session.scalar(select(StoredLotShare).where(StoredLotShare.lot_id == lot.id))
+    assert stored is not None and stored.records == 1
+
+    # a new record makes the stored figures stale
+    await buy(session, lot, household, quantity=3_000, price=4000, on=D(2026, 8, 2))
+    assert (await service.lot_share(session, lot.id)).quantity == 4_000
+
+    # the registry now lists the household as poor since August 2: only the second purchase
+    session.add(PoorStatusPeriod(household_id=household.id, valid_from=D(2026, 8, 2)))
+    await session.flush()
+    assert (await service.lot_share(session, lot.id)).poor_share_bp == 7500
+    # and the recomputed figures are what the full computation gives
+    computed, _ = await service.compute_lot_shares(session, [lot.id])
+    assert computed[lot.id] == await service.lot_share(session, lot.id)
+    assert await session.scalar(select(func.count()).select_from(StoredLotShare)) == 1

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import CheckConstraint, Date, ForeignKey, Index, String, Text, text
+from sqlalchemy import BigInteger, CheckConstraint, Date, ForeignKey, Index, String, Text, text
 from sqlalchemy.dialects.postgresql import ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -108,3 +108,14 @@ class PersonalDataReveal(IdMixin, Base):
     organisation_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organisation.id"))
     reason: Mapped[str] = mapped_column(Text)
     revealed_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+
+class RegistryVersion(Base):
+    """A counter that a trigger bumps whenever any poor-status period changes, so that shares
+    stored before the change are known to be out of date."""
+
+    __tablename__ = "registry_version"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)

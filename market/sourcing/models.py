@@ -103,3 +103,24 @@ class SourcingChainHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     last_seq: Mapped[int] = mapped_column(BigInteger)
     last_hash: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class StoredLotShare(Base):
+    """A lot's share figures as last computed, valid while the lot's last record is still
+    `last_seq` and the registry is still at `registry_version` (checked on every read)."""
+
+    __tablename__ = "lot_share"
+
+    lot_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("lot.id", ondelete="CASCADE"), primary_key=True
+    )
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    registry_version: Mapped[int] = mapped_column(BigInteger)
+    quantity: Mapped[int] = mapped_column(BigInteger)
+    value_fen: Mapped[int] = mapped_column(BigInteger)
+    poor_quantity: Mapped[int] = mapped_column(BigInteger)
+    poor_value_fen: Mapped[int] = mapped_column(BigInteger)
+    households: Mapped[int] = mapped_column(BigInteger)
+    poor_households: Mapped[int] = mapped_column(BigInteger)
+    records: Mapped[int] = mapped_column(BigInteger)
+    computed_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))

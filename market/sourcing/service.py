@@ -4,6 +4,7 @@ share of each lot, and verification of the chain."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -151,7 +152,7 @@ class LotShare:
 LOT_SHARES_SQL = text(
     """
     WITH rec AS (
-        SELECT r.lot_id, r.household_id, r.quantity, r.amount_fen,
+        SELECT r.lot_id, r.household_id, r.seq, r.quantity, r.amount_fen,
                (p.household_id IS NOT NULL) AS poor
           FROM sourcing_record r
           LEFT JOIN poor_status_period p
@@ -160,7 +161,7 @@ LOT_SHARES_SQL = text(
            AND (p.valid_until IS NULL OR r.purchase_date <= p.valid_until)
          WHERE r.lot_id = ANY(:lot_ids)
     ), per_household AS (
-        SELECT lot_id, household_id, count(*) AS records,
+        SELECT lot_id, household_id, count(*) AS records, max(seq) AS last_seq,
                sum(quantity) AS quantity, sum(amount_fen) AS value,
                coalesce(sum(quantity) FILTER (WHERE poor), 0) AS poor_quantity,
                coalesce(sum(amount_fen) FILTER (WHERE poor), 0) AS poor_value
@@ -168,6 +169,7 @@ LOT_SHARES_SQL = text(
          GROUP BY lot_id, household_id
     )
     SELECT lot_id,
+           max(last_seq) AS last_seq,
            sum(quantity)::bigint AS quantity,
            sum(value)::bigint AS value_fen,
            sum(poor_quantity)::bigint AS poor_quantity,
@@ -181,26 +183,93 @@ LOT_SHARES_SQL = text(
 )
 
 
+def _share(row: Any) -> LotShare:
+    return LotShare(
+        lot_id=row.lot_id,
+        quantity=int(row.quantity),
+        value_fen=int(row.value_fen),
+        poor_quantity=int(row.poor_quantity),
+        poor_value_fen=int(row.poor_value_fen),
+        households=int(row.households),
+        poor_households=int(row.poor_households),
+        records=int(row.records),
+    )
+
+
+async def compute_lot_shares(
+    session: AsyncSession, lot_ids: Sequence[uuid.UUID]
+) -> tuple[dict[uuid.UUID, LotShare], dict[uuid.UUID, int]]:
+    """Compute the figures of many lots from the records and the registry in one statement;
+    also each lot's last record seq. Lots without records are absent."""
+    ids = list(dict.fromkeys(lot_ids))
+    if not ids:
+        return {}, {}
+    rows = (await session.execute(LOT_SHARES_SQL, {"lot_ids": ids})).all()
+    shares = {row.lot_id: _share(row) for row in rows}
+    return shares, {row.lot_id: int(row.last_seq) for row in rows}
+
+
+# Stored figures that still hold: the lot's last record is the one they were computed up to,
+# and no poor-status period changed since (the trigger-bumped registry version is the same).
+_FRESH_SHARES_SQL = text(
+    """
+    SELECT s.* FROM lot_share s
+     WHERE s.lot_id = ANY(:lot_ids)
+       AND s.registry_version = (SELECT version FROM registry_version WHERE id = 1)
+       AND s.last_seq = (SELECT max(r.seq) FROM sourcing_record r WHERE r.lot_id = s.lot_id)
+    """
+)
+
+_STORE_SHARES_SQL = text(
+    """
+    INSERT INTO lot_share (lot_id, last_seq, registry_version, quantity, value_fen,
+                           poor_quantity, poor_value_fen, households, poor_households, records)
+    SELECT x.lot_id, x.last_seq, CAST(:registry_version AS bigint), x.quantity, x.value_fen,
+           x.poor_quantity, x.poor_value_fen, x.households, x.poor_households, x.records
+      FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS x(
+           lot_id uuid, last_seq bigint, quantity bigint, value_fen bigint,
+           poor_quantity bigint, poor_value_fen bigint, households bigint,
+           poor_households bigint, records bigint)
+    ON CONFLICT (lot_id) DO UPDATE SET
+           last_seq = EXCLUDED.last_seq, registry_version = EXCLUDED.registry_version,
+           quantity = EXCLUDED.quantity, value_fen = EXCLUDED.value_fen,
+           poor_quantity = EXCLUDED.poor_quantity, poor_value_fen = EXCLUDED.poor_value_fen,
+           households = EXCLUDED.households, poor_households = EXCLUDED.poor_households,
+           records = EXCLUDED.records, computed_at = now()
+    """
+)
+
+
 async def lot_shares(
     session: AsyncSession, lot_ids: Sequence[uuid.UUID]
 ) -> dict[uuid.UUID, LotShare]:
-    """Share figures of many lots in one query; lots without records get empty figures."""
+    """Share figures of many lots; lots without records get empty figures.
+
+    Figures stored by an earlier call are used while they still hold (checked in the same
+    statement against the lot's last record and the registry version); the others are
+    computed from the records and stored. Stale figures are never returned: a record appended,
+    or a period changed, after a computation makes its check fail, concurrency included."""
     ids = list(dict.fromkeys(lot_ids))
     out = {lot_id: LotShare.empty(lot_id) for lot_id in ids}
     if not ids:
         return out
-    rows = await session.execute(LOT_SHARES_SQL, {"lot_ids": ids})
-    for row in rows:
-        out[row.lot_id] = LotShare(
-            lot_id=row.lot_id,
-            quantity=int(row.quantity),
-            value_fen=int(row.value_fen),
-            poor_quantity=int(row.poor_quantity),
-            poor_value_fen=int(row.poor_value_fen),
-            households=int(row.households),
-            poor_households=int(row.poor_households),
-            records=int(row.records),
-        )
+    for row in await session.execute(_FRESH_SHARES_SQL, {"lot_ids": ids}):
+        out[row.lot_id] = _share(row)
+    missing = [lot_id for lot_id in ids if out[lot_id].records == 0]
+    if missing:
+        # the version is read before the figures: a change committed in between makes them
+        # look stale (recomputed next time), never fresh
+        version = await session.scalar(text("SELECT version FROM registry_version WHERE id = 1"))
+        computed, last_seqs = await compute_lot_shares(session, missing)
+        out.update(computed)
+        if computed:
+            rows = [
+                {**share.__dict__, "lot_id": str(lot_id), "last_seq": last_seqs[lot_id]}
+                for lot_id, share in computed.items()
+            ]
+            await session.execute(
+                _STORE_SHARES_SQL, {"rows": json.dumps(rows), "registry_version": version}
+            )
     return out
 
 
