@@ -13,6 +13,7 @@ from market.api import TAGS, include_routers
 from market.config import PaymentProvider, SearchBackend, Settings
 from market.db import create_engine, create_sessionmaker
 from market.errors import StartupError, install_error_handlers
+from market.listings.router import create_read_pool, install_fast_routes
 from market.observability import BodyLimitMiddleware, RequestContextMiddleware
 from payments.base import PaymentProvider as PaymentProviderProtocol
 from search.base import SearchEngine
@@ -88,6 +89,8 @@ def create_app(
                 await migrate.require_current(url)
             engine = create_engine(url, pool_size=settings.database_pool_size)
             app.state.sessionmaker = create_sessionmaker(engine)
+            # the hot public read runs on asyncpg directly (market.listings.router)
+            app.state.read_pool = await create_read_pool(url, settings.database_pool_size)
         if app.state.search is None:
             app.state.search = build_search(settings, engine or app.state.sessionmaker.kw["bind"])
         if app.state.payments is None:
@@ -97,6 +100,9 @@ def create_app(
         finally:
             await app.state.search.close()
             await app.state.payments.close()
+            if app.state.read_pool is not None:
+                await app.state.read_pool.close()
+                app.state.read_pool = None
             if engine is not None:
                 await engine.dispose()
 
@@ -112,8 +118,10 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.search = None
     app.state.payments = None
+    app.state.read_pool = None
     install_error_handlers(app)
     include_routers(app)
+    install_fast_routes(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -8,6 +8,7 @@ import datetime as dt
 import uuid
 
 import httpx
+import orjson
 import pytest
 from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -848,3 +849,112 @@ async def test_public_filters(client, session):
         str(negotiable.id),
         str(fixed.id),
     ]
+
+
+# ---------------------------------------------------------------- the hot public read
+
+
+def _without_request_id(response: httpx.Response) -> tuple[int, str, dict]:
+    body = response.json()
+    body.pop("request_id", None)
+    return response.status_code, response.headers["content-type"], body
+
+
+async def test_public_read_fast_route_answers_as_the_fastapi_route(
+    client, session, connection, settings, engine
+):
+    """The plain Starlette route in front answers byte for byte what the FastAPI route (kept
+    for the OpenAPI document) answers: the document, 404 and 422 problems."""
+    from starlette.routing import Route
+
+    from tests.conftest import _rolled_back_maker, build_app
+
+    supply = await make_supply(session)
+    certificate = await make_certification(
+        session, supply.product, valid_until=dt.date(2028, 6, 30)
+    )
+    listing = await make_listing(session, supply, certification_ids=[str(certificate.id)])
+    draft = await make_listing(session, supply, publish=False)
+
+    app = build_app(settings, _rolled_back_maker(connection), engine)
+    first = app.router.routes[0]
+    assert isinstance(first, Route) and first.path == "/listings/{listing_id}"
+    assert "/listings/{listing_id}" in app.openapi()["paths"]  # still documented
+    del app.router.routes[0]  # only the FastAPI route is left
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as fastapi:
+        for path in (
+            f"/listings/{listing.id}",
+            f"/listings/{str(listing.id).replace('-', '').upper()}",
+            f"/listings/{draft.id}",
+            f"/listings/{uuid.uuid4()}",
+            "/listings/not-a-uuid",
+            "/listings/123",
+        ):
+            fast, slow = await client.get(path), await fastapi.get(path)
+            assert fast.headers["x-request-id"]
+            assert _without_request_id(fast) == _without_request_id(slow), path
+            if fast.status_code == 200:
+                assert fast.content == slow.content
+
+    body = problem(await client.get(f"/listings/{draft.id}"), 404, "not_found")
+    assert body["detail"] == "No such listing, or it is not on sale now."
+    assert body["instance"] == f"/listings/{draft.id}"
+    assert body["request_id"]
+    body = problem(await client.get("/listings/not-a-uuid"), 422, "validation_failed")
+    assert body["detail"] == "Some fields are not valid: listing_id"
+    assert [(e["field"], e["in"], e["type"]) for e in body["errors"]] == [
+        ("listing_id", "path", "uuid_parsing")
+    ]
+    assert (await client.post(f"/listings/{listing.id}")).status_code == 405
+
+
+async def test_public_read_on_asyncpg_is_the_same_statement_and_document(
+    client, session, connection, settings, engine
+):
+    """The asyncpg form of PUBLIC_ONE_SQL is the string the engine sends for it, and the
+    asyncpg path (production: the lifespan's pool) answers the same document and bytes."""
+    from sqlalchemy import event
+
+    from tests.conftest import _rolled_back_maker, build_app
+
+    supply = await make_supply(session)
+    certificate = await make_certification(
+        session, supply.product, valid_until=dt.date(2028, 6, 30)
+    )
+    listing = await make_listing(session, supply, certification_ids=[str(certificate.id)])
+
+    sent: list[tuple[str, object]] = []
+
+    def record(*args: object) -> None:
+        sent.append((args[2], args[3]))  # type: ignore[arg-type]
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    try:
+        through_sqlalchemy = await listings_service.public_listing(connection, listing.id)
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+    assert len(sent) == 1
+    statement, parameters = sent[0]
+    assert statement == listings_service.PUBLIC_ONE_ASYNCPG
+    values = {"listing_id": listing.id, "today": listings_service.catalog_service.china_today()}
+    assert list(parameters) == [values[p] for p in listings_service.PUBLIC_ONE_PARAMS]
+
+    # the same connection, inside the test's transaction, used as asyncpg itself
+    raw = (await connection.get_raw_connection()).driver_connection
+    assert await listings_service.public_listing(raw, listing.id) == through_sqlalchemy
+    with pytest.raises(listings_service.NotFound):
+        await listings_service.public_listing(raw, uuid.uuid4())
+
+    app = build_app(settings, _rolled_back_maker(connection), engine)
+    app.state.read_pool = raw  # what the lifespan's asyncpg pool does, on this connection
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as pooled:
+        for path in (f"/listings/{listing.id}", f"/listings/{uuid.uuid4()}", "/listings/x"):
+            on_asyncpg, fallback = await pooled.get(path), await client.get(path)
+            assert _without_request_id(on_asyncpg) == _without_request_id(fallback), path
+        on_asyncpg = await pooled.get(f"/listings/{listing.id}")
+    assert on_asyncpg.content == (await client.get(f"/listings/{listing.id}")).content
+    assert on_asyncpg.json() == orjson.loads(
+        orjson.dumps(through_sqlalchemy, option=orjson.OPT_UTC_Z)
+    )

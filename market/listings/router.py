@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import asyncpg
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from starlette.routing import Route
 
+from market.db import plain_url
 from market.deps import Idempotent, PrincipalDep, SessionDep, idempotent
 from market.idempotency.service import Claim
 from market.listings import service
@@ -84,16 +90,21 @@ async def _read(session: AsyncSession, listing: Listing) -> ListingRead:
     return (await _reads(session, [listing]))[0]
 
 
-async def read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+@asynccontextmanager
+async def _autocommit_connection(bind: Any) -> AsyncIterator[AsyncConnection]:
     """A connection for a one-statement public read, in autocommit: no ORM session and no
     BEGIN/COMMIT round trips (one statement sees one consistent snapshot anyway). When the
     app is bound to a connection (tests), that connection is used as it is."""
-    bind = request.app.state.sessionmaker.kw["bind"]
     if isinstance(bind, AsyncConnection):
         yield bind
         return
     async with bind.connect() as connection:
         await connection.execution_options(isolation_level="AUTOCOMMIT")
+        yield connection
+
+
+async def read_connection(request: Request) -> AsyncIterator[AsyncConnection]:
+    async with _autocommit_connection(request.app.state.sessionmaker.kw["bind"]) as connection:
         yield connection
 
 
@@ -395,3 +406,42 @@ async def get_public(listing_id: uuid.UUID, connection: ReadConnection) -> Respo
     """404 unless the listing is active and within its window; its cooperative sees it in any
     status under /organisations/{id}/listings/{listing_id}."""
     return _json(await service.public_listing(connection, listing_id))
+
+
+# The hot read, served by a plain Starlette route installed ahead of the FastAPI routes (the
+# FastAPI route above stays for the OpenAPI document and answers the same). It skips
+# FastAPI's dependency injection and, when the app runs its lifespan, reads on the app's
+# asyncpg pool (app.state.read_pool) rather than through a SQLAlchemy connection: the same
+# statement, the same document, the same problem+json errors (raised to the same handlers).
+_LISTING_ID: TypeAdapter[uuid.UUID] = TypeAdapter(uuid.UUID)
+
+
+async def _get_public_fast(request: Request) -> Response:
+    try:
+        listing_id = _LISTING_ID.validate_python(request.path_params["listing_id"])
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**e, "loc": ("path", "listing_id")} for e in exc.errors()]
+        ) from None
+    pool = request.app.state.read_pool
+    if pool is not None:
+        return _json(await service.public_listing(pool, listing_id))
+    async with _autocommit_connection(request.app.state.sessionmaker.kw["bind"]) as connection:
+        return _json(await service.public_listing(connection, listing_id))
+
+
+async def create_read_pool(url: str, size: int) -> asyncpg.Pool:
+    """The asyncpg pool of the hot read, on the database of the app's engine."""
+    return await asyncpg.create_pool(
+        plain_url(url),
+        min_size=1,
+        max_size=size,
+        server_settings={"application_name": "agribridge"},
+    )
+
+
+def install_fast_routes(app: FastAPI) -> None:
+    """Put the plain route for GET /listings/{listing_id} first, so that it wins the match."""
+    app.router.routes.insert(
+        0, Route("/listings/{listing_id}", _get_public_fast, methods=["GET"], name="get_public")
+    )

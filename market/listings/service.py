@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, and_, func, or_, select, text
+from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -883,18 +884,24 @@ SELECT CAST(l.id AS text) AS id, l.title_zh, l.title_en, l.description, l.sale_m
 """
 PUBLIC_ONE_SQL = text(_PUBLIC.format(where="l.id = CAST(:listing_id AS uuid)"))
 PUBLIC_MANY_SQL = text(_PUBLIC.format(where="l.id = ANY(CAST(:listing_ids AS uuid[]))"))
+# PUBLIC_ONE_SQL compiled once by SQLAlchemy's asyncpg dialect: the very string (and the order
+# of its $n parameters) that the engine sends for it, for running it on asyncpg directly
+_PUBLIC_ONE_COMPILED = PUBLIC_ONE_SQL.compile(dialect=postgresql_asyncpg.dialect())
+PUBLIC_ONE_ASYNCPG = str(_PUBLIC_ONE_COMPILED)
+PUBLIC_ONE_PARAMS: tuple[str, ...] = tuple(_PUBLIC_ONE_COMPILED.positiontup or ())
 
 
-def _public_document(row: Any, today: dt.date) -> dict[str, Any]:
-    """The public listing as plain JSON-ready data (see schemas.PublicListingRead)."""
+def _public_document(row: Mapping[Any, Any], today: dt.date) -> dict[str, Any]:
+    """The public listing as plain JSON-ready data (see schemas.PublicListingRead), from a row
+    by column name: a SQLAlchemy RowMapping or an asyncpg Record alike."""
     certifications = []
-    if row.cert_ids:
+    if row["cert_ids"]:
         for cid, kind, number, issuer, valid_until in zip(
-            row.cert_ids,
-            row.cert_kinds,
-            row.cert_numbers,
-            row.cert_issuers,
-            row.cert_valid_until,
+            row["cert_ids"],
+            row["cert_kinds"],
+            row["cert_numbers"],
+            row["cert_issuers"],
+            row["cert_valid_until"],
             strict=True,
         ):
             certifications.append(
@@ -908,62 +915,76 @@ def _public_document(row: Any, today: dt.date) -> dict[str, Any]:
                 }
             )
     tiers = []
-    if row.tier_quantities:
+    if row["tier_quantities"]:
         tiers = [
             {"min_quantity": q, "unit_price_fen": p}
-            for q, p in zip(row.tier_quantities, row.tier_prices, strict=True)
+            for q, p in zip(row["tier_quantities"], row["tier_prices"], strict=True)
         ]
     return {
-        "id": row.id,
-        "title_zh": row.title_zh,
-        "title_en": row.title_en,
-        "description": row.description,
+        "id": row["id"],
+        "title_zh": row["title_zh"],
+        "title_en": row["title_en"],
+        "description": row["description"],
         "cooperative": {
-            "id": row.cooperative_id,
-            "name_zh": row.cooperative_name_zh,
-            "name_en": row.cooperative_name_en,
+            "id": row["cooperative_id"],
+            "name_zh": row["cooperative_name_zh"],
+            "name_en": row["cooperative_name_en"],
         },
-        "county": {"code": row.county_code, "name_zh": row.county_name_zh},
+        "county": {"code": row["county_code"], "name_zh": row["county_name_zh"]},
         "product": {
-            "id": row.product_id,
-            "name_zh": row.product_name_zh,
-            "name_en": row.product_name_en,
-            "category_code": row.category_code,
-            "regional_brand": row.regional_brand,
-            "unit": row.unit,
-            "box_net_weight_g": row.box_net_weight_g,
-            "storage_class": row.storage_class,
-            "shelf_life_days": row.shelf_life_days,
+            "id": row["product_id"],
+            "name_zh": row["product_name_zh"],
+            "name_en": row["product_name_en"],
+            "category_code": row["category_code"],
+            "regional_brand": row["regional_brand"],
+            "unit": row["unit"],
+            "box_net_weight_g": row["box_net_weight_g"],
+            "storage_class": row["storage_class"],
+            "shelf_life_days": row["shelf_life_days"],
         },
-        "sale_mode": row.sale_mode,
-        "unit_price_fen": row.unit_price_fen,
+        "sale_mode": row["sale_mode"],
+        "unit_price_fen": row["unit_price_fen"],
         "price_tiers": tiers,
-        "min_order_quantity": row.min_order_quantity,
-        "quantity_available": row.quantity_available,
-        "auction_closes_at": row.auction_closes_at,
-        "delivery_terms": row.delivery_terms,
-        "pickup_hub": row.pickup_hub,
-        "valid_from": row.valid_from,
-        "valid_until": row.valid_until,
-        "published_at": row.published_at,
+        "min_order_quantity": row["min_order_quantity"],
+        "quantity_available": row["quantity_available"],
+        "auction_closes_at": row["auction_closes_at"],
+        "delivery_terms": row["delivery_terms"],
+        "pickup_hub": row["pickup_hub"],
+        "valid_from": row["valid_from"],
+        "valid_until": row["valid_until"],
+        "published_at": row["published_at"],
         "certifications": certifications,
-        "certification_warning": row.claimed > (row.cert_valid or 0),
-        "trace_code": row.trace_code,
+        "certification_warning": row["claimed"] > (row["cert_valid"] or 0),
+        "trace_code": row["trace_code"],
         "poor_share_bp": sourcing_service.share_bp(
-            int(row.poor_value_fen or 0), int(row.value_fen or 0)
+            int(row["poor_value_fen"] or 0), int(row["value_fen"] or 0)
         ),
     }
 
 
+class RowFetcher(Protocol):
+    """What the hot path needs of asyncpg: a Pool or a Connection."""
+
+    async def fetchrow(self, query: str, *args: Any) -> Any: ...
+
+
 async def public_listing(
-    db: AsyncSession | AsyncConnection, listing_id: uuid.UUID
+    db: AsyncSession | AsyncConnection | RowFetcher, listing_id: uuid.UUID
 ) -> dict[str, Any]:
     """An active listing for anyone, in one Core statement (no ORM objects); NotFound for
-    anything not publicly visible. Takes a session or, on the hot path, a bare connection."""
+    anything not publicly visible. Takes a session or a connection, or on the hot path an
+    asyncpg pool or connection, which runs the same statement in its compiled $1/$2 form."""
     today = catalog_service.china_today()
-    connection = await db.connection() if isinstance(db, AsyncSession) else db
-    result = await connection.execute(PUBLIC_ONE_SQL, {"listing_id": listing_id, "today": today})
-    row = result.one_or_none()
+    row: Mapping[Any, Any] | None
+    if isinstance(db, AsyncSession | AsyncConnection):
+        connection = await db.connection() if isinstance(db, AsyncSession) else db
+        result = await connection.execute(
+            PUBLIC_ONE_SQL, {"listing_id": listing_id, "today": today}
+        )
+        row = result.mappings().one_or_none()
+    else:
+        values = {"listing_id": listing_id, "today": today}
+        row = await db.fetchrow(PUBLIC_ONE_ASYNCPG, *[values[p] for p in PUBLIC_ONE_PARAMS])
     if row is None:
         raise NotFound("No such listing, or it is not on sale now.")
     return _public_document(row, today)
@@ -1012,6 +1033,6 @@ async def list_public(
     result = await connection.execute(
         PUBLIC_MANY_SQL, {"listing_ids": [x.id for x in listings], "today": today}
     )
-    documents = {row.id: _public_document(row, today) for row in result}
+    documents = {row["id"]: _public_document(row, today) for row in result.mappings()}
     wanted = [str(x.id) for x in listings]
     return [documents[i] for i in wanted if i in documents], cursor
