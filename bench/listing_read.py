@@ -616,8 +616,9 @@ def report(
         f"±{max(app_tally.spread, bare_tally.spread) / 2:.0%}",
     )  # fmt: skip
     table.caption = (
-        "app = `market serve` (FastAPI, middleware, a session with BEGIN and COMMIT around the "
-        "service's one Core statement, orjson); bare = Starlette + an asyncpg pool, the same "
+        "app = `market serve` (its middleware, the plain route of the public read, the "
+        "service's one statement on the app's asyncpg pool, orjson); bare = Starlette + an "
+        "asyncpg pool, the same "
         "statement, the same document. Latencies: median over the rounds of each round's "
         "percentile. Spread = half the range of the per-round rates."
     )
