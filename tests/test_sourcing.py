@@ -374,3 +374,29 @@ async def test_stored_shares_are_reused_until_a_record_or_a_period_changes(sessi
     computed, _ = await service.compute_lot_shares(session, [lot.id])
     assert computed[lot.id] == await service.lot_share(session, lot.id)
     assert await session.scalar(select(func.count()).select_from(StoredLotShare)) == 1
+
+
+async def test_concurrent_readers_store_shares_without_deadlock(committing_session, engine):
+    _, organisation, _ = await member_with_token(committing_session)
+    product = await make_product(committing_session, organisation)
+    household = await make_household(committing_session, organisation)
+    lots = []
+    for index in range(6):
+        lot = await make_lot(committing_session, organisation, product)
+        await buy(
+            committing_session, lot, household, quantity=1_000 + index, price=100, on=D(2026, 8, 1)
+        )
+        lots.append(lot.id)
+    await committing_session.commit()
+    maker = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def read(ids: list) -> dict:
+        async with maker() as s, s.begin():
+            return await service.lot_shares(s, ids)
+
+    for _ in range(3):
+        async with maker() as s, s.begin():
+            await s.execute(text("DELETE FROM lot_share"))
+        results = await asyncio.gather(*[read(lots if i % 2 else lots[::-1]) for i in range(8)])
+        assert all(r == results[0] for r in results)
+    assert results[0][lots[5]].quantity == 1_005

@@ -230,6 +230,7 @@ _STORE_SHARES_SQL = text(
            lot_id uuid, last_seq bigint, quantity bigint, value_fen bigint,
            poor_quantity bigint, poor_value_fen bigint, households bigint,
            poor_households bigint, records bigint)
+     ORDER BY x.lot_id
     ON CONFLICT (lot_id) DO UPDATE SET
            last_seq = EXCLUDED.last_seq, registry_version = EXCLUDED.registry_version,
            quantity = EXCLUDED.quantity, value_fen = EXCLUDED.value_fen,
@@ -263,9 +264,11 @@ async def lot_shares(
         computed, last_seqs = await compute_lot_shares(session, missing)
         out.update(computed)
         if computed:
+            # in lot order, so that concurrent readers storing overlapping lots lock the rows
+            # in the same order and cannot deadlock
             rows = [
                 {**share.__dict__, "lot_id": str(lot_id), "last_seq": last_seqs[lot_id]}
-                for lot_id, share in computed.items()
+                for lot_id, share in sorted(computed.items(), key=lambda item: str(item[0]))
             ]
             await session.execute(
                 _STORE_SHARES_SQL, {"rows": json.dumps(rows), "registry_version": version}
