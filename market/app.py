@@ -79,6 +79,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = None
+        url: str | None = None
         if app.state.sessionmaker is None:
             url = database_url or settings.database_url
             if not url:
@@ -89,17 +90,22 @@ def create_app(
                 await migrate.require_current(url)
             engine = create_engine(url, pool_size=settings.database_pool_size)
             app.state.sessionmaker = create_sessionmaker(engine)
-            # the hot public read runs on asyncpg directly (market.listings.router)
-            app.state.read_pool = await create_read_pool(url, settings.database_pool_size)
-        if app.state.search is None:
-            app.state.search = build_search(settings, engine or app.state.sessionmaker.kw["bind"])
-        if app.state.payments is None:
-            app.state.payments = build_payments(settings)
         try:
+            if url is not None:
+                # the hot public read runs on asyncpg directly (market.listings.router)
+                app.state.read_pool = await create_read_pool(url, settings.database_pool_size)
+            if app.state.search is None:
+                app.state.search = build_search(
+                    settings, engine or app.state.sessionmaker.kw["bind"]
+                )
+            if app.state.payments is None:
+                app.state.payments = build_payments(settings)
             yield
         finally:
-            await app.state.search.close()
-            await app.state.payments.close()
+            if app.state.search is not None:
+                await app.state.search.close()
+            if app.state.payments is not None:
+                await app.state.payments.close()
             if app.state.read_pool is not None:
                 await app.state.read_pool.close()
                 app.state.read_pool = None

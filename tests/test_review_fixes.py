@@ -127,3 +127,12 @@ async def test_crafted_cursors_and_huge_record_numbers_are_422(client, session):
         json={"reason": "too big"},
     )
     assert huge.status_code == 422
+
+
+async def test_the_public_listing_read_answers_get_only(client, session):
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    head = await client.head(f"/listings/{listing.id}")
+    assert head.status_code == 405
+    assert head.headers["allow"] == "GET"
+    assert (await client.get(f"/listings/{listing.id}")).status_code == 200

@@ -28,6 +28,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -679,6 +680,9 @@ async def _write(
 ) -> None:
     if on_progress:
         on_progress(0, len(households))
+    # Period changes bump the registry version (a trigger, for stored lot shares). Take that
+    # row first, before any household row: imports then queue whole instead of deadlocking.
+    await session.execute(text("SELECT version FROM registry_version WHERE id = 1 FOR UPDATE"))
     now = utcnow()
     for start in range(0, len(households), _CHUNK):
         chunk = households[start : start + _CHUNK]

@@ -442,6 +442,6 @@ async def create_read_pool(url: str, size: int) -> asyncpg.Pool:
 
 def install_fast_routes(app: FastAPI) -> None:
     """Put the plain route for GET /listings/{listing_id} first, so that it wins the match."""
-    app.router.routes.insert(
-        0, Route("/listings/{listing_id}", _get_public_fast, methods=["GET"], name="get_public")
-    )
+    route = Route("/listings/{listing_id}", _get_public_fast, methods=["GET"], name="get_public")
+    route.methods = {"GET"}  # Starlette adds HEAD; the documented route answers GET only
+    app.router.routes.insert(0, route)
