@@ -449,10 +449,13 @@ async def reserve(
     (unless `check_window` is off, e.g. clearing an auction that just closed) only within
     their window. 409 insufficient_stock when fewer are available: nothing is oversold."""
     _positive(quantity)
+    # a share lock on the cooperative: a rejection (which locks it for update) cannot slip
+    # in between this check and the reservation
     verified = await session.scalar(
         select(Organisation.verification_status == "verified")
         .join(Listing, Listing.cooperative_id == Organisation.id)
         .where(Listing.id == listing_id)
+        .with_for_update(read=True, of=Organisation)
     )
     if verified is False:
         raise Conflict(
