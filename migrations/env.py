@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import market.models  # noqa: F401  (registers every table on Base.metadata)
 from market.db import Base, async_url
+from search.postgres import metadata as search_metadata
 
 config = context.config
-target_metadata = Base.metadata
+# the search backend's tables live on its own metadata: search never imports market
+target_metadata = [Base.metadata, search_metadata]
 
 
 def database_url() -> str:

@@ -1,9 +1,27 @@
-"""The search interface every backend implements, and the plain data it exchanges."""
+"""The search interface every backend implements, and the plain data it exchanges.
+
+Backends never see ORM objects: `market` builds a ListingDocument per publicly visible listing
+(the listing, its product, cooperative, county and poor share, denormalised) and asks with a
+Query. Both backends analyse text with `search.analysis`, so that they give the same answers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+Sort = Literal["relevance", "price_asc", "price_desc", "newest", "distance", "poor_share"]
+FACETS = ("category", "province", "certification", "storage_class", "price")
+# price facet buckets in fen per unit of sale, [from, to); the value is "from-to" or "from-"
+PRICE_BUCKETS: tuple[tuple[int, int | None], ...] = (
+    (0, 1_000),
+    (1_000, 3_000),
+    (3_000, 6_000),
+    (6_000, 10_000),
+    (10_000, None),
+)
+MAX_LIMIT = 100
 
 
 @dataclass(frozen=True)
@@ -11,6 +29,95 @@ class Health:
     ok: bool
     backend: str
     detail: str = ""
+
+
+@dataclass(frozen=True)
+class GeoPoint:
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True)
+class ListingDocument:
+    """What is indexed for one publicly visible listing. `version` only grows with every
+    change of the listing: a backend never replaces a document by an older version."""
+
+    id: str
+    version: int
+    title_zh: str
+    title_en: str | None
+    product_name_zh: str
+    regional_brand: str | None
+    cooperative_id: str
+    cooperative_name_zh: str
+    county_code: str
+    county_name_zh: str
+    city_name_zh: str | None
+    province_name_zh: str
+    is_poverty_county: bool
+    category_code: str
+    certifications: tuple[str, ...]  # kinds of the valid certificates the listing claims
+    storage_class: str
+    sale_mode: str
+    unit_price_fen: int
+    quantity_available: int
+    poor_share_bp: int | None
+    location: GeoPoint
+    published_at: dt.datetime
+
+    @property
+    def province_code(self) -> str:
+        return self.county_code[:2] + "0000"
+
+    @property
+    def city_code(self) -> str:
+        return self.county_code[:4] + "00"
+
+
+@dataclass(frozen=True)
+class Query:
+    """A search. Every filter is optional; empty `text` means everything the filters allow.
+    `region_code` is a province, city or county code (620000, 620400, 620421)."""
+
+    text: str = ""
+    category: str | None = None
+    region_code: str | None = None
+    poverty_counties_only: bool = False
+    certification: str | None = None
+    storage_class: str | None = None
+    sale_mode: str | None = None
+    price_min_fen: int | None = None
+    price_max_fen: int | None = None
+    min_poor_share_bp: int | None = None
+    min_available: int | None = None
+    near: GeoPoint | None = None
+    max_distance_km: float | None = None
+    sort: Sort = "relevance"
+    limit: int = 20
+    cursor: str | None = None
+    facets: bool = False
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    distance_km: float | None = None
+    highlight: str | None = None  # the Chinese title with matched terms in <em>…</em>
+
+
+@dataclass(frozen=True)
+class FacetCount:
+    value: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Result:
+    hits: list[Hit]
+    total: int
+    next_cursor: str | None = None
+    facets: dict[str, list[FacetCount]] = field(default_factory=dict)
 
 
 @runtime_checkable
@@ -22,3 +129,22 @@ class SearchEngine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class ListingIndex(Protocol):
+    """What a search backend does with listings (implemented by each backend)."""
+
+    async def index(self, documents: Sequence[ListingDocument]) -> None:
+        """Add or replace documents; an older version never replaces a newer one."""
+        ...
+
+    async def delete(self, listing_id: str, version: int) -> None:
+        """Remove a listing (closed, paused, sold out) unless a newer version is indexed."""
+        ...
+
+    async def search(self, query: Query) -> Result: ...
+
+    async def suggest(self, prefix: str, limit: int = 10) -> list[str]:
+        """Completions of a typed prefix (Chinese, pinyin or English) from indexed titles."""
+        ...

@@ -1,18 +1,309 @@
-"""Search in the application's own PostgreSQL database (the embedded default)."""
+"""Search in the application's own PostgreSQL database (the embedded default).
+
+One row per publicly visible listing in `search_listing`: the document as JSON, a tsvector of
+the shared analysis (`search.analysis.index_terms`, weighted A for titles, B for the product
+and regional brand, C for the cooperative, D for the place names) with a GIN index, and the
+filter and sort columns. `search_vocabulary` holds the ASCII terms (pinyin, English) with a
+trigram index, from which typed Latin words are corrected (`AnalysedQuery.with_typos`).
+
+Writes go into the caller's transaction when given a connection, so that a listing and its
+search row change together. Relevance ranks only the newest RANK_WINDOW matches of the
+filtered set, so that a common word never ranks hundreds of thousands of rows.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+import base64
+import binascii
+import dataclasses
+import datetime as dt
+import json
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
 
-from search.base import Health
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from search.analysis import (
+    AnalysedQuery,
+    analyse_query,
+    index_terms,
+    region_short_name,
+    trigram_threshold,
+    typo_candidates,
+)
+from search.base import (
+    MAX_LIMIT,
+    PRICE_BUCKETS,
+    FacetCount,
+    GeoPoint,
+    Health,
+    Hit,
+    ListingDocument,
+    Query,
+    Result,
+)
+
+# the same convention as market's models (search never imports market)
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+search_listing = Table(
+    "search_listing",
+    metadata,
+    Column("id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False),
+    Column("document", JSONB, nullable=False),
+    Column("terms", TSVECTOR, nullable=False),
+    Column("title_zh", Text, nullable=False),
+    Column("category_code", Text, nullable=False),
+    Column("province_code", Text, nullable=False),
+    Column("city_code", Text, nullable=False),
+    Column("county_code", Text, nullable=False),
+    Column("is_poverty_county", Boolean, nullable=False),
+    Column("certifications", ARRAY(Text), nullable=False),
+    Column("storage_class", Text, nullable=False),
+    Column("sale_mode", Text, nullable=False),
+    Column("unit_price_fen", BigInteger, nullable=False),
+    Column("quantity_available", BigInteger, nullable=False),
+    Column("poor_share_bp", Integer, nullable=True),
+    Column("latitude", Double, nullable=False),
+    Column("longitude", Double, nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=False),
+    PrimaryKeyConstraint("id"),
+    Index(None, "terms", postgresql_using="gin"),
+    Index(None, "certifications", postgresql_using="gin"),
+    Index(None, "published_at"),
+    Index(None, "unit_price_fen"),
+    Index(None, "poor_share_bp"),
+    Index(None, "category_code"),
+    Index(None, "province_code"),
+    Index(None, "city_code"),
+    Index(None, "county_code"),
+)
+
+search_vocabulary = Table(
+    "search_vocabulary",
+    metadata,
+    Column("term", Text, nullable=False),
+    PrimaryKeyConstraint("term"),
+    Index(None, "term", postgresql_using="gin", postgresql_ops={"term": "gin_trgm_ops"}),
+)
+
+# relevance ranks at most this many matches (the newest) of the filtered set
+RANK_WINDOW = 10_000
+EARTH_RADIUS_KM = 6371.0088  # the mean radius, as Elasticsearch's arc distance uses
+_ASCII_TERM = re.compile(r"[a-z0-9]+")
+_HAN = re.compile(r"[\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+_MAX_POSITION = 16383
+
+# The SQL below is composed from these constant fragments and column names only; every value
+# a user gives is a bound parameter (hence the S608 exemptions).
+_DISTANCE = (
+    f"(2 * {EARTH_RADIUS_KM} * asin(least(1.0, sqrt("
+    "power(sin(radians(latitude - :near_lat) / 2), 2)"
+    " + cos(radians(:near_lat)) * cos(radians(latitude))"
+    " * power(sin(radians(longitude - :near_lon) / 2), 2)))))"
+)
+_TSQUERY = "CAST(CAST(:tsquery AS text) AS tsquery)"
+
+_UPSERT = text(
+    """
+    INSERT INTO search_listing (
+        id, version, document, terms, title_zh, category_code, province_code, city_code,
+        county_code, is_poverty_county, certifications, storage_class, sale_mode,
+        unit_price_fen, quantity_available, poor_share_bp, latitude, longitude, published_at
+    ) VALUES (
+        :id, :version, CAST(CAST(:document AS text) AS jsonb),
+        CAST(CAST(:terms AS text) AS tsvector), :title_zh, :category_code, :province_code,
+        :city_code, :county_code, :is_poverty_county, CAST(:certifications AS text[]),
+        :storage_class, :sale_mode, :unit_price_fen, :quantity_available, :poor_share_bp,
+        :latitude, :longitude, :published_at
+    )
+    ON CONFLICT (id) DO UPDATE SET
+        version = EXCLUDED.version, document = EXCLUDED.document, terms = EXCLUDED.terms,
+        title_zh = EXCLUDED.title_zh, category_code = EXCLUDED.category_code,
+        province_code = EXCLUDED.province_code, city_code = EXCLUDED.city_code,
+        county_code = EXCLUDED.county_code, is_poverty_county = EXCLUDED.is_poverty_county,
+        certifications = EXCLUDED.certifications, storage_class = EXCLUDED.storage_class,
+        sale_mode = EXCLUDED.sale_mode, unit_price_fen = EXCLUDED.unit_price_fen,
+        quantity_available = EXCLUDED.quantity_available,
+        poor_share_bp = EXCLUDED.poor_share_bp, latitude = EXCLUDED.latitude,
+        longitude = EXCLUDED.longitude, published_at = EXCLUDED.published_at
+    WHERE search_listing.version < EXCLUDED.version
+    """
+)
+# only the missing terms, in order: concurrent writers then rarely wait on each other and
+# never deadlock
+_VOCABULARY = text(
+    """
+    INSERT INTO search_vocabulary (term)
+    SELECT t FROM unnest(CAST(:terms AS text[])) AS t
+    WHERE NOT EXISTS (SELECT 1 FROM search_vocabulary v WHERE v.term = t)
+    ORDER BY t
+    ON CONFLICT (term) DO NOTHING
+    """
+)
+
+
+# --- documents -------------------------------------------------------------------------------
+
+
+def document_to_json(doc: ListingDocument) -> dict[str, Any]:
+    data = dataclasses.asdict(doc)
+    data["published_at"] = doc.published_at.isoformat()
+    data["certifications"] = list(doc.certifications)
+    return data
+
+
+def document_from_json(data: dict[str, Any]) -> ListingDocument:
+    values = dict(data)
+    values["published_at"] = dt.datetime.fromisoformat(values["published_at"])
+    values["certifications"] = tuple(values["certifications"])
+    values["location"] = GeoPoint(**values["location"])
+    return ListingDocument(**values)
+
+
+def _region_text(name: str | None) -> str:
+    return f"{name} {region_short_name(name)}" if name else ""
+
+
+def document_terms(doc: ListingDocument) -> list[tuple[str, str]]:
+    """(term, weight) for each field of the document, titles first."""
+    fields = (
+        ("A", [doc.title_zh, doc.title_en or ""]),
+        ("B", [doc.product_name_zh, doc.regional_brand or ""]),
+        ("C", [doc.cooperative_name_zh]),
+        (
+            "D",
+            [
+                _region_text(doc.county_name_zh),
+                _region_text(doc.city_name_zh),
+                _region_text(doc.province_name_zh),
+            ],
+        ),
+    )
+    return [(term, weight) for weight, texts in fields for term in index_terms(" ".join(texts))]
+
+
+def _quote(term: str) -> str:
+    return "'" + term.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def tsvector_text(weighted: Sequence[tuple[str, str]]) -> str:
+    """A tsvector literal with a position and a weight per term (ts_rank_cd needs positions)."""
+    return " ".join(
+        f"{_quote(term)}:{min(i + 1, _MAX_POSITION)}{weight}"
+        for i, (term, weight) in enumerate(weighted)
+    )
+
+
+def _row(doc: ListingDocument) -> dict[str, Any]:
+    if doc.published_at.tzinfo is None:
+        raise ValueError(f"listing {doc.id}: published_at needs a time zone")
+    return {
+        "id": doc.id,
+        "version": doc.version,
+        "document": json.dumps(document_to_json(doc), ensure_ascii=False),
+        "terms": tsvector_text(document_terms(doc)),
+        "title_zh": doc.title_zh,
+        "category_code": doc.category_code,
+        "province_code": doc.province_code,
+        "city_code": doc.city_code,
+        "county_code": doc.county_code,
+        "is_poverty_county": doc.is_poverty_county,
+        "certifications": list(doc.certifications),
+        "storage_class": doc.storage_class,
+        "sale_mode": doc.sale_mode,
+        "unit_price_fen": doc.unit_price_fen,
+        "quantity_available": doc.quantity_available,
+        "poor_share_bp": doc.poor_share_bp,
+        "latitude": doc.location.latitude,
+        "longitude": doc.location.longitude,
+        "published_at": doc.published_at,
+    }
+
+
+# --- cursors and highlighting ----------------------------------------------------------------
+
+
+def encode_cursor(sort: str, keys: Sequence[Any], listing_id: str) -> str:
+    values = [k.isoformat() if isinstance(k, dt.datetime) else k for k in keys]
+    raw = json.dumps({"s": sort, "k": values, "id": listing_id}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, sort: str) -> tuple[list[Any], str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+        if data["s"] != sort or not isinstance(data["id"], str):
+            raise ValueError("cursor of another sort")
+        keys = list(data["k"])
+        if sort == "newest":
+            keys = [dt.datetime.fromisoformat(keys[0])]
+        return keys, data["id"]
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise ValueError(f"invalid cursor: {exc}") from exc
+
+
+def highlight(title: str, analysed: AnalysedQuery) -> str | None:
+    """The title with the query's Chinese terms in <em>…</em> (None when none occurs)."""
+    words = {t for g in analysed.groups for t in g.terms if _HAN.search(t)}
+    marked = [False] * len(title)
+    for word in words:
+        start = title.find(word)
+        while start >= 0:
+            for i in range(start, start + len(word)):
+                marked[i] = True
+            start = title.find(word, start + 1)
+    if not any(marked):
+        return None
+    out: list[str] = []
+    for i, ch in enumerate(title):
+        if marked[i] and (i == 0 or not marked[i - 1]):
+            out.append("<em>")
+        out.append(ch)
+        if marked[i] and (i == len(title) - 1 or not marked[i + 1]):
+            out.append("</em>")
+    return "".join(out)
+
+
+# --- the backend -----------------------------------------------------------------------------
 
 
 class PostgresSearch:
+    """The ListingIndex on PostgreSQL. `connection` binds every operation to one connection
+    (and its transaction), as tests and request-scoped callers need; otherwise each call uses
+    the engine."""
+
     name = "postgres"
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, connection: AsyncConnection | None = None) -> None:
         self.engine = engine
+        self.connection = connection
 
     async def health(self) -> Health:
         try:
@@ -28,3 +319,286 @@ class PostgresSearch:
 
     async def close(self) -> None:
         return None
+
+    @asynccontextmanager
+    async def _write(self, connection: AsyncConnection | None) -> AsyncIterator[AsyncConnection]:
+        conn = connection or self.connection
+        if conn is not None:
+            yield conn
+            return
+        async with self.engine.begin() as own:
+            yield own
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        if self.connection is not None:
+            yield self.connection
+            return
+        async with self.engine.connect() as own:
+            yield own
+
+    # --- writing
+
+    async def index(
+        self, documents: Sequence[ListingDocument], connection: AsyncConnection | None = None
+    ) -> None:
+        """Add or replace documents; an older version never replaces a newer one. With
+        `connection`, inside the caller's transaction."""
+        latest: dict[str, ListingDocument] = {}
+        for doc in documents:
+            if doc.id not in latest or latest[doc.id].version < doc.version:
+                latest[doc.id] = doc
+        if not latest:
+            return
+        rows = [_row(doc) for doc in latest.values()]
+        vocabulary = sorted(
+            {
+                term
+                for doc in latest.values()
+                for term, _ in document_terms(doc)
+                if _ASCII_TERM.fullmatch(term) and not term.isdigit()
+            }
+        )
+        async with self._write(connection) as conn:
+            await conn.execute(_UPSERT, rows)
+            if vocabulary:
+                await conn.execute(_VOCABULARY, {"terms": vocabulary})
+
+    async def delete(
+        self, listing_id: str, version: int, connection: AsyncConnection | None = None
+    ) -> None:
+        """Remove a listing unless a newer version than `version` is indexed."""
+        async with self._write(connection) as conn:
+            await conn.execute(
+                text("DELETE FROM search_listing WHERE id = :id AND version <= :version"),
+                {"id": listing_id, "version": version},
+            )
+
+    # --- reading
+
+    async def _analyse(self, conn: AsyncConnection, query_text: str) -> AnalysedQuery:
+        analysed = analyse_query(query_text)
+        words = analysed.fuzzy_words()
+        if not words:
+            return analysed
+        vocabulary: set[str] = set()
+        for word in words:
+            await conn.execute(
+                text("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
+                {"t": str(trigram_threshold(word))},
+            )
+            found = (
+                await conn.execute(
+                    text("SELECT term FROM search_vocabulary WHERE term % :w"), {"w": word}
+                )
+            ).scalars()
+            vocabulary.update(typo_candidates(word, list(found)))
+        return analysed.with_typos(vocabulary)
+
+    @staticmethod
+    def _filters(query: Query, analysed: AnalysedQuery) -> tuple[list[str], dict[str, Any]]:
+        where: list[str] = []
+        params: dict[str, Any] = {}
+        if not analysed.empty:
+            where.append(f"terms @@ {_TSQUERY}")
+            params["tsquery"] = analysed.tsquery()
+        if query.category:
+            where.append("category_code = :category")
+            params["category"] = query.category
+        if query.region_code:
+            code = query.region_code
+            column = (
+                "province_code"
+                if code.endswith("0000")
+                else "city_code"
+                if code.endswith("00")
+                else "county_code"
+            )
+            where.append(f"{column} = :region")
+            params["region"] = code
+        if query.poverty_counties_only:
+            where.append("is_poverty_county")
+        if query.certification:
+            where.append("certifications @> ARRAY[CAST(:certification AS text)]")
+            params["certification"] = query.certification
+        if query.storage_class:
+            where.append("storage_class = :storage_class")
+            params["storage_class"] = query.storage_class
+        if query.sale_mode:
+            where.append("sale_mode = :sale_mode")
+            params["sale_mode"] = query.sale_mode
+        if query.price_min_fen is not None:
+            where.append("unit_price_fen >= :price_min")
+            params["price_min"] = query.price_min_fen
+        if query.price_max_fen is not None:
+            where.append("unit_price_fen <= :price_max")
+            params["price_max"] = query.price_max_fen
+        if query.min_poor_share_bp is not None:
+            where.append("poor_share_bp >= :min_poor_share")
+            params["min_poor_share"] = query.min_poor_share_bp
+        if query.min_available is not None:
+            where.append("quantity_available >= :min_available")
+            params["min_available"] = query.min_available
+        if query.near is not None:
+            params["near_lat"] = query.near.latitude
+            params["near_lon"] = query.near.longitude
+            if query.max_distance_km is not None:
+                where.append(f"{_DISTANCE} <= :max_distance")
+                params["max_distance"] = float(query.max_distance_km)
+        return where, params
+
+    async def search(self, query: Query) -> Result:
+        limit = max(1, min(query.limit, MAX_LIMIT))
+        async with self._read() as conn:
+            analysed = await self._analyse(conn, query.text)
+            where, params = self._filters(query, analysed)
+            condition = " AND ".join(where) or "true"
+
+            sort = query.sort
+            if sort == "relevance" and analysed.empty:
+                sort = "newest"
+            if sort == "distance" and query.near is None:
+                raise ValueError("sorting by distance needs a point (near)")
+            # (expression, descending) per sort key; the id breaks ties, ascending
+            keys: list[tuple[str, bool]] = {
+                "relevance": [("rank", True)],
+                "price_asc": [("unit_price_fen", False)],
+                "price_desc": [("unit_price_fen", True)],
+                "newest": [("published_at", True)],
+                "distance": [("distance_km", False)],
+                "poor_share": [("poor_share", True)],
+            }[sort]
+
+            distance = _DISTANCE if query.near is not None else "CAST(NULL AS double precision)"
+            columns = (
+                "id, title_zh, terms, unit_price_fen, published_at, "
+                f"coalesce(poor_share_bp, -1) AS poor_share, {distance} AS distance_km"
+            )
+            if sort == "relevance":
+                inner = (
+                    f"SELECT *, CAST(ts_rank_cd(terms, {_TSQUERY}) AS double precision) AS rank "  # noqa: S608
+                    f"FROM (SELECT {columns} FROM search_listing WHERE {condition} "
+                    "ORDER BY published_at DESC, id LIMIT :window) AS w"
+                )
+                params["window"] = RANK_WINDOW
+            else:
+                inner = f"SELECT {columns} FROM search_listing WHERE {condition}"  # noqa: S608
+
+            keyset = "true"
+            if query.cursor:
+                values, after_id = decode_cursor(query.cursor, sort)
+                if len(values) != len(keys):
+                    raise ValueError("invalid cursor: wrong number of keys")
+                params["after_id"] = after_id
+                keyset = "m.id > :after_id"
+                for i in range(len(keys) - 1, -1, -1):
+                    expr, desc = keys[i]
+                    params[f"after_{i}"] = values[i]
+                    keyset = (
+                        f"(m.{expr} {'<' if desc else '>'} :after_{i} "
+                        f"OR (m.{expr} = :after_{i} AND {keyset}))"
+                    )
+            order = ", ".join(f"m.{e} {'DESC' if d else 'ASC'}" for e, d in keys) + ", m.id ASC"
+            score = (
+                "p.rank"
+                if sort == "relevance"
+                else f"CAST(ts_rank_cd(p.terms, {_TSQUERY}) AS double precision)"
+                if not analysed.empty
+                else "0.0"
+            )
+            key_columns = ", ".join(f"p.{e}" for e, _ in keys)
+            page_sql = (
+                f"SELECT p.id, p.title_zh, p.distance_km, {score} AS score, {key_columns} "  # noqa: S608
+                f"FROM (SELECT m.* FROM ({inner}) AS m WHERE {keyset} "
+                f"ORDER BY {order} LIMIT :limit) AS p ORDER BY "
+                + ", ".join(f"p.{e} {'DESC' if d else 'ASC'}" for e, d in keys)
+                + ", p.id ASC"
+            )
+            rows = (await conn.execute(text(page_sql), {**params, "limit": limit + 1})).all()
+
+            total, facets = await self._count(conn, condition, params, query.facets)
+
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = encode_cursor(sort, [last[4 + i] for i in range(len(keys))], last.id)
+        hits = [
+            Hit(
+                id=row.id,
+                score=float(row.score),
+                distance_km=float(row.distance_km) if row.distance_km is not None else None,
+                highlight=highlight(row.title_zh, analysed) if not analysed.empty else None,
+            )
+            for row in rows
+        ]
+        return Result(hits=hits, total=total, next_cursor=next_cursor, facets=facets)
+
+    @staticmethod
+    async def _count(
+        conn: AsyncConnection, condition: str, params: dict[str, Any], with_facets: bool
+    ) -> tuple[int, dict[str, list[FacetCount]]]:
+        if not with_facets:
+            count_sql = f"SELECT count(*) FROM search_listing WHERE {condition}"  # noqa: S608
+            total = await conn.scalar(text(count_sql), params)
+            return int(total or 0), {}
+        buckets = " ".join(
+            f"WHEN unit_price_fen >= {low}"
+            + (f" AND unit_price_fen < {high}" if high is not None else "")
+            + f" THEN '{low}-{high if high is not None else ''}'"
+            for low, high in PRICE_BUCKETS
+        )
+        sql = f"""
+            WITH f AS MATERIALIZED (
+                SELECT category_code, province_code, certifications, storage_class,
+                       unit_price_fen
+                FROM search_listing WHERE {condition}
+            )
+            SELECT 'total' AS facet, '' AS value, count(*) AS n FROM f
+            UNION ALL SELECT 'category', category_code, count(*) FROM f GROUP BY 2
+            UNION ALL SELECT 'province', province_code, count(*) FROM f GROUP BY 2
+            UNION ALL SELECT 'certification', c, count(*)
+                FROM f CROSS JOIN LATERAL unnest(f.certifications) AS c GROUP BY 2
+            UNION ALL SELECT 'storage_class', storage_class, count(*) FROM f GROUP BY 2
+            UNION ALL SELECT 'price', CASE {buckets} END, count(*) FROM f GROUP BY 2
+        """  # noqa: S608
+        counts: dict[str, dict[str, int]] = {}
+        for facet, value, n in (await conn.execute(text(sql), params)).all():
+            counts.setdefault(facet, {})[value] = int(n)
+        total = counts.pop("total", {}).get("", 0)
+        facets: dict[str, list[FacetCount]] = {}
+        for facet in ("category", "province", "certification", "storage_class"):
+            values = counts.get(facet, {})
+            facets[facet] = [
+                FacetCount(v, n) for v, n in sorted(values.items(), key=lambda x: (-x[1], x[0]))
+            ]
+        prices = counts.get("price", {})
+        facets["price"] = [
+            FacetCount(label, prices.get(label, 0))
+            for label in (f"{lo}-{hi if hi is not None else ''}" for lo, hi in PRICE_BUCKETS)
+        ]
+        return total, facets
+
+    async def suggest(self, prefix: str, limit: int = 10) -> list[str]:
+        """Distinct titles, most recent first, whose title terms start with the analysed
+        prefix: Chinese characters and words as typed, pinyin and English by prefix."""
+        analysed = analyse_query(prefix)
+        if analysed.empty:
+            return []
+        parts: list[str] = []
+        for i, group in enumerate(analysed.groups):
+            last = i == len(analysed.groups) - 1
+            alternatives = [
+                f"{_quote(t)}:*A" if last and _ASCII_TERM.fullmatch(t) else f"{_quote(t)}:A"
+                for t in group.terms
+            ]
+            parts.append("(" + " | ".join(alternatives) + ")")
+        async with self._read() as conn:
+            rows = await conn.execute(
+                text(
+                    f"SELECT title_zh FROM search_listing WHERE terms @@ {_TSQUERY} "  # noqa: S608
+                    "GROUP BY title_zh ORDER BY max(published_at) DESC, title_zh LIMIT :limit"
+                ),
+                {"tsquery": " & ".join(parts), "limit": max(1, min(limit, MAX_LIMIT))},
+            )
+            return [r[0] for r in rows]
