@@ -136,3 +136,28 @@ async def test_the_public_listing_read_answers_get_only(client, session):
     assert head.status_code == 405
     assert head.headers["allow"] == "GET"
     assert (await client.get(f"/listings/{listing.id}")).status_code == 200
+
+
+async def test_officials_narrow_lots_by_region_but_never_widen(client, session):
+    supply = await make_supply(session)  # a cooperative in 靖远县 620421
+    _, platform_token = await platform_operator(session)
+    _, authority, token = await member_with_token(session, kind="authority", region_code="620400")
+    await client.put(
+        f"/platform/organisations/{authority.id}/audit-regions",
+        headers=bearer(platform_token),
+        json={"region_codes": ["620400"]},
+    )
+
+    async def lots(region: str | None, who: str = token) -> list[str]:
+        params = {"region_code": region} if region else {}
+        response = await client.get("/authority/lots", params=params, headers=bearer(who))
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    mine = [str(supply.lot.id)]
+    assert await lots(None) == mine
+    assert await lots("620421") == mine
+    assert await lots("620422") == []
+    assert await lots("620000") == mine  # wider than the scope: still only the scope
+    assert await lots("110000") == []
+    assert str(supply.lot.id) in await lots(None, platform_token)

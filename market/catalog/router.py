@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from market.calendar import china_today
 from market.catalog import service
 from market.catalog.models import Certification, Product
 from market.catalog.schemas import (
@@ -65,7 +66,7 @@ def _product(product: Product, certifications: list[Certification], today: dt.da
 
 async def _product_read(session: AsyncSession, product: Product) -> ProductRead:
     certifications = await service.certifications_of(session, [product.id])
-    return _product(product, certifications[product.id], service.china_today())
+    return _product(product, certifications[product.id], china_today())
 
 
 @router.get("/catalog/categories", response_model=list[CategoryRead], summary="Product categories")
@@ -94,7 +95,7 @@ async def create_product(
     product = await service.create_product(
         session, cooperative_id=organisation_id, data=body.model_dump()
     )
-    return _product(product, [], service.china_today())
+    return _product(product, [], china_today())
 
 
 @router.get(PRODUCTS, response_model=Page[ProductRead], summary="A cooperative's products")
@@ -115,7 +116,7 @@ async def list_products(
         session, cooperative_id=organisation_id, page=page, category_code=category_code
     )
     certifications = await service.certifications_of(session, [p.id for p in rows])
-    today = service.china_today()
+    today = china_today()
     return Page(items=[_product(p, certifications[p.id], today) for p in rows], next_cursor=cursor)
 
 
@@ -181,7 +182,7 @@ async def add_certification(
     certification = await service.add_certification(
         session, product=product, data=body.model_dump()
     )
-    return _certification(certification, service.china_today())
+    return _certification(certification, china_today())
 
 
 @router.get(
@@ -200,5 +201,5 @@ async def list_certifications(
         session, product_id=product_id, cooperative_id=organisation_id
     )
     certifications = await service.certifications_of(session, [product.id])
-    today = service.china_today()
+    today = china_today()
     return [_certification(c, today) for c in certifications[product.id]]

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, UploadFile, status
 
+from market.calendar import china_today
 from market.deps import Idempotent, PrincipalDep, SessionDep, SettingsDep
 from market.errors import Invalid
 from market.households import service
@@ -157,7 +158,7 @@ async def get_household(
     memberships = await service.memberships_of(session, household.id)
     return HouseholdDetail(
         **service.masked_view(household),
-        poor_today=await service.is_poor_on(session, household_id=household.id, on=service.today()),
+        poor_today=await service.is_poor_on(session, household_id=household.id, on=china_today()),
         poor_periods=[PoorPeriodRead.model_validate(p) for p in periods],
         registry_organisation_id=household.registry_organisation_id,
         added_by_cooperative_id=household.added_by_cooperative_id,

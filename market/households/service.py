@@ -23,7 +23,6 @@ from sqlalchemy import (
     Uuid,
     delete,
     exists,
-    false,
     insert,
     literal,
     or_,
@@ -49,12 +48,6 @@ from market.organisations import service as organisations_service
 from market.organisations.models import Organisation
 from market.pagination import PageParams, paginate
 from market.regions import service as regions_service
-
-
-def today() -> dt.date:
-    """Registry dates are Chinese calendar days."""
-    return china_today()
-
 
 # ---------------------------------------------------------------- poor status, for other domains
 
@@ -205,15 +198,7 @@ class Official:
         """SQL: the household's county lies in the official's regions (as `covers`)."""
         if self.everywhere:
             return true()
-        conditions: list[ColumnElement[bool]] = []
-        for code in self.scopes:
-            if code.endswith("0000"):
-                conditions.append(Household.county_code.startswith(code[:2]))
-            elif code.endswith("00"):
-                conditions.append(Household.county_code.startswith(code[:4]))
-            else:
-                conditions.append(Household.county_code == code)
-        return or_(*conditions) if conditions else false()
+        return regions_service.within(Household.county_code, self.scopes)
 
 
 async def official_of(session: AsyncSession, principal: Principal) -> Official:
@@ -881,7 +866,7 @@ async def list_members(
     memberships, cursor = await paginate(
         session, stmt, page, [CooperativeMember.created_at, CooperativeMember.id]
     )
-    return await _members(session, memberships, on or today()), cursor
+    return await _members(session, memberships, on or china_today()), cursor
 
 
 async def member_household(
@@ -893,7 +878,11 @@ async def member_household(
     household = await session.get(Household, household_id) if memberships else None
     if household is None:
         raise NotFound("No such member household in this cooperative.")
-    return household, memberships, await is_poor_on(session, household_id=household_id, on=today())
+    return (
+        household,
+        memberships,
+        await is_poor_on(session, household_id=household_id, on=china_today()),
+    )
 
 
 def _check_dates(joined_on: dt.date, left_on: dt.date | None) -> None:
@@ -955,7 +944,7 @@ async def _add_membership(
     except IntegrityError as exc:
         raise overlap(None) from exc
     await session.refresh(membership)
-    return (await _members(session, [membership], today()))[0]
+    return (await _members(session, [membership], china_today()))[0]
 
 
 async def link_registered(
@@ -1060,4 +1049,4 @@ async def end_membership(
     membership = covering[0]
     membership.left_on = left_on
     await session.flush()
-    return (await _members(session, [membership], today()))[0]
+    return (await _members(session, [membership], china_today()))[0]

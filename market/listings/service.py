@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from market.calendar import china_today
 from market.catalog import service as catalog_service
 from market.catalog.models import Certification, Product, ProductCategory
 from market.db import utcnow
@@ -22,6 +23,7 @@ from market.listings import states
 from market.listings.models import STATUSES, Listing, ListingPriceTier, StockMovement
 from market.organisations.models import Organisation
 from market.pagination import PageParams, paginate
+from market.regions import service as regions_service
 from market.sourcing import service as sourcing_service
 from market.sourcing.models import Lot
 
@@ -616,7 +618,7 @@ async def create_listing(
         problems,
         terms["certification_ids"],
         await _product_certifications(session, product),
-        catalog_service.china_today(),
+        china_today(),
     )
     problems.raise_any()
 
@@ -715,7 +717,7 @@ async def update_listing(
             problems,
             changes["certification_ids"],
             await _product_certifications(session, product),
-            catalog_service.china_today(),
+            china_today(),
         )
     problems.raise_any()
 
@@ -977,7 +979,7 @@ async def public_listing(
     """An active listing for anyone, in one Core statement (no ORM objects); NotFound for
     anything not publicly visible. Takes a session or a connection, or on the hot path an
     asyncpg pool or connection, which runs the same statement in its compiled $1/$2 form."""
-    today = catalog_service.china_today()
+    today = china_today()
     row: Mapping[Any, Any] | None
     if isinstance(db, AsyncSession | AsyncConnection):
         connection = await db.connection() if isinstance(db, AsyncSession) else db
@@ -991,13 +993,6 @@ async def public_listing(
     if row is None:
         raise NotFound("No such listing, or it is not on sale now.")
     return _public_document(row, today)
-
-
-def _region_prefix(code: str) -> str:
-    """620400 (a city) means every code starting 6204; 620000 (a province) means 62."""
-    while len(code) > 2 and code.endswith("00"):
-        code = code[:-2]
-    return code
 
 
 async def list_public(
@@ -1022,7 +1017,7 @@ async def list_public(
         )
     if county_code is not None:
         stmt = stmt.join(Organisation, Organisation.id == Listing.cooperative_id).where(
-            Organisation.region_code.startswith(_region_prefix(county_code), autoescape=True)
+            regions_service.within(Organisation.region_code, [county_code])
         )
     if sale_mode is not None:
         stmt = stmt.where(Listing.sale_mode == sale_mode)
@@ -1031,7 +1026,7 @@ async def list_public(
     )
     if not listings:
         return [], cursor
-    today = catalog_service.china_today()
+    today = china_today()
     connection = await session.connection()
     result = await connection.execute(
         PUBLIC_MANY_SQL, {"listing_ids": [x.id for x in listings], "today": today}

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.accounts import security
@@ -431,12 +431,3 @@ async def authority_scopes_of(session: AsyncSession, principal: Principal) -> li
         )
     )
     return sorted(set(rows))
-
-
-async def count_members(session: AsyncSession, organisation_id: uuid.UUID) -> int:
-    return int(
-        await session.scalar(
-            select(func.count()).where(Membership.organisation_id == organisation_id)
-        )
-        or 0
-    )

@@ -8,8 +8,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import case, func, or_, select, update
+from sqlalchemy import ColumnElement, case, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from market.db import utcnow
 from market.errors import Forbidden, Invalid, NotFound
@@ -29,6 +30,21 @@ def in_scope(code: str, scope_codes: Iterable[str]) -> bool:
     """Whether a region lies inside one of the scope regions (province, city or county)."""
     ancestors = set(ancestors_of(code))
     return any(scope in ancestors for scope in scope_codes)
+
+
+def prefix_of(code: str) -> str:
+    """The code prefix a region's contents share: 620000 → 62, 620400 → 6204, 620421 → 620421."""
+    while len(code) > 2 and code.endswith("00"):
+        code = code[:-2]
+    return code
+
+
+def within(
+    column: ColumnElement[str] | InstrumentedAttribute[str], scope_codes: Iterable[str]
+) -> ColumnElement[bool]:
+    """SQL twin of in_scope(): the region code in `column` lies inside one of the scopes."""
+    conditions = [column.startswith(prefix_of(code), autoescape=True) for code in scope_codes]
+    return or_(*conditions) if conditions else false()
 
 
 async def get_region(session: AsyncSession, code: str) -> Region:

@@ -298,20 +298,14 @@ async def authority_lots(
         str | None, Query(pattern=r"^[0-9]{6}$", description="Narrow to a region.")
     ] = None,
 ) -> Page[LotRead]:
-    from sqlalchemy import select
-
     scopes = await _official_scopes(session, principal)
-    cooperatives = select(Organisation.id, Organisation.region_code).where(
-        Organisation.kind == "cooperative"
-    )
-    rows = (await session.execute(cooperatives)).all()
-    ids = [
-        org_id
-        for org_id, code in rows
-        if (scopes is None or regions_service.in_scope(code, scopes))
-        and (region_code is None or regions_service.in_scope(code, [region_code]))
-    ]
-    lots, cursor = await service.list_lots(session, page=page, cooperative_ids=ids)
+    if region_code is not None:
+        if scopes is not None and not regions_service.in_scope(region_code, scopes):
+            # a narrower region inside a scope is fine; one wider than or beside it is not
+            scopes = [s for s in scopes if regions_service.in_scope(s, [region_code])]
+        else:
+            scopes = [region_code]
+    lots, cursor = await service.list_lots(session, page=page, regions=scopes)
     return await _lots_page(session, lots, cursor)
 
 

@@ -20,7 +20,9 @@ from market.catalog import service as catalog_service
 from market.db import utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.households import service as households_service
+from market.organisations.models import Organisation
 from market.pagination import PageParams, paginate
+from market.regions import service as regions_service
 from market.sourcing import ledger
 from market.sourcing.models import Lot, SourcingChainHead, SourcingRecord
 
@@ -94,13 +96,18 @@ async def list_lots(
     *,
     page: PageParams,
     cooperative_id: uuid.UUID | None = None,
-    cooperative_ids: Sequence[uuid.UUID] | None = None,
+    regions: Sequence[str] | None = None,
 ) -> tuple[list[Lot], str | None]:
+    """Lots of one cooperative, or of the cooperatives inside `regions` (codes)."""
     stmt = select(Lot)
     if cooperative_id is not None:
         stmt = stmt.where(Lot.cooperative_id == cooperative_id)
-    if cooperative_ids is not None:
-        stmt = stmt.where(Lot.cooperative_id.in_(list(cooperative_ids)))
+    if regions is not None:
+        inside = select(Organisation.id).where(
+            Organisation.kind == "cooperative",
+            regions_service.within(Organisation.region_code, regions),
+        )
+        stmt = stmt.where(Lot.cooperative_id.in_(inside))
     return await paginate(session, stmt, page, [Lot.created_at, Lot.id], descending=True)
 
 
