@@ -99,6 +99,25 @@ class Query:
 
 
 @dataclass(frozen=True)
+class Deletion:
+    """Remove listing `id` from the index unless a newer version than `version` is there."""
+
+    id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class ItemFailure:
+    """One document of a batch that the backend could not apply. An older version rejected
+    because a newer one is indexed is not a failure. `retryable` says whether sending the
+    same document again may succeed (the server was busy) or not (the document is refused)."""
+
+    id: str
+    reason: str
+    retryable: bool
+
+
+@dataclass(frozen=True)
 class Hit:
     id: str
     score: float
@@ -135,12 +154,13 @@ class SearchEngine(Protocol):
 class ListingIndex(Protocol):
     """What a search backend does with listings (implemented by each backend)."""
 
-    async def index(self, documents: Sequence[ListingDocument]) -> None:
-        """Add or replace documents; an older version never replaces a newer one."""
+    async def index(self, documents: Sequence[ListingDocument]) -> list[ItemFailure]:
+        """Add or replace documents; an older version never replaces a newer one. Raises
+        when the backend cannot be reached at all; returns the documents it refused."""
         ...
 
-    async def delete(self, listing_id: str, version: int) -> None:
-        """Remove a listing (closed, paused, sold out) unless a newer version is indexed."""
+    async def delete(self, deletions: Sequence[Deletion]) -> list[ItemFailure]:
+        """Remove listings (closed, paused, sold out) unless a newer version is indexed."""
         ...
 
     async def search(self, query: Query) -> Result: ...

@@ -51,10 +51,12 @@ from search.analysis import (
 from search.base import (
     MAX_LIMIT,
     PRICE_BUCKETS,
+    Deletion,
     FacetCount,
     GeoPoint,
     Health,
     Hit,
+    ItemFailure,
     ListingDocument,
     Query,
     Result,
@@ -341,7 +343,7 @@ class PostgresSearch:
 
     async def index(
         self, documents: Sequence[ListingDocument], connection: AsyncConnection | None = None
-    ) -> None:
+    ) -> list[ItemFailure]:
         """Add or replace documents; an older version never replaces a newer one. With
         `connection`, inside the caller's transaction."""
         latest: dict[str, ListingDocument] = {}
@@ -349,7 +351,7 @@ class PostgresSearch:
             if doc.id not in latest or latest[doc.id].version < doc.version:
                 latest[doc.id] = doc
         if not latest:
-            return
+            return []
         rows = [_row(doc) for doc in latest.values()]
         vocabulary = sorted(
             {
@@ -363,16 +365,19 @@ class PostgresSearch:
             await conn.execute(_UPSERT, rows)
             if vocabulary:
                 await conn.execute(_VOCABULARY, {"terms": vocabulary})
+        return []
 
     async def delete(
-        self, listing_id: str, version: int, connection: AsyncConnection | None = None
-    ) -> None:
-        """Remove a listing unless a newer version than `version` is indexed."""
-        async with self._write(connection) as conn:
-            await conn.execute(
-                text("DELETE FROM search_listing WHERE id = :id AND version <= :version"),
-                {"id": listing_id, "version": version},
-            )
+        self, deletions: Sequence[Deletion], connection: AsyncConnection | None = None
+    ) -> list[ItemFailure]:
+        """Remove listings unless a newer version than the deletion's is indexed."""
+        if deletions:
+            async with self._write(connection) as conn:
+                await conn.execute(
+                    text("DELETE FROM search_listing WHERE id = :id AND version <= :version"),
+                    [{"id": d.id, "version": d.version} for d in deletions],
+                )
+        return []
 
     # --- reading
 

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from search.base import (
     MAX_LIMIT,
+    Deletion,
     FacetCount,
     GeoPoint,
     ListingDocument,
@@ -417,9 +418,9 @@ async def test_an_older_version_never_overwrites(backend, connection):
     assert ids(await backend.search(Query(text="旧货"))) == []
 
     # a delete of an older version keeps the newer document; the current version deletes
-    await backend.delete(goji.id, 2, connection=connection)
+    await backend.delete([Deletion(goji.id, 2)], connection=connection)
     assert ids(await backend.search(Query(text="新货"))) == [goji.id]
-    await backend.delete(goji.id, 3, connection=connection)
+    await backend.delete([Deletion(goji.id, 3)], connection=connection)
     assert ids(await backend.search(Query(text="新货"))) == []
     assert sorted(ids(await backend.search(Query(text="枸杞")))) == ["goji_zhongning"]
 
