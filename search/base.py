@@ -123,6 +123,7 @@ class Hit:
     score: float
     distance_km: float | None = None
     highlight: str | None = None  # the Chinese title with matched terms in <em>…</em>
+    document: ListingDocument | None = None  # as indexed, for showing the hit without a lookup
 
 
 @dataclass(frozen=True)

@@ -513,9 +513,11 @@ class PostgresSearch:
             )
             key_columns = ", ".join(f"p.{e}" for e, _ in keys)
             page_sql = (
-                f"SELECT p.id, p.title_zh, p.distance_km, {score} AS score, {key_columns} "  # noqa: S608
+                f"SELECT p.id, p.title_zh, p.distance_km, {score} AS score, {key_columns}, "  # noqa: S608
+                "s.document "
                 f"FROM (SELECT m.* FROM ({inner}) AS m WHERE {keyset} "
-                f"ORDER BY {order} LIMIT :limit) AS p ORDER BY "
+                f"ORDER BY {order} LIMIT :limit) AS p "
+                "JOIN search_listing AS s ON s.id = p.id ORDER BY "
                 + ", ".join(f"p.{e} {'DESC' if d else 'ASC'}" for e, d in keys)
                 + ", p.id ASC"
             )
@@ -534,6 +536,7 @@ class PostgresSearch:
                 score=float(row.score),
                 distance_km=float(row.distance_km) if row.distance_km is not None else None,
                 highlight=highlight(row.title_zh, analysed) if not analysed.empty else None,
+                document=document_from_json(row.document),
             )
             for row in rows
         ]
