@@ -8,6 +8,7 @@ from market import health
 from market.accounts.router import router as accounts_router
 from market.catalog.router import router as catalog_router
 from market.households.router import router as households_router
+from market.listing_search.router import router as search_router
 from market.listings.router import router as listings_router
 from market.organisations.router import router as organisations_router
 from market.regions.router import router as regions_router
@@ -24,6 +25,7 @@ TAGS = [
     {"name": "sourcing", "description": "Lots, the hash-chained sourcing ledger, shares."},
     {"name": "public", "description": "Pages and data anyone may read."},
     {"name": "listings", "description": "Listings from lots, their stock ledger; public reads."},
+    {"name": "search", "description": "Find listings: Chinese, pinyin, English; facets; distance."},
     {"name": "platform", "description": "Verification and scoping, for platform operators."},
     {"name": "health", "description": "Liveness and readiness probes."},
 ]
@@ -38,3 +40,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(sourcing_router)
     app.include_router(catalog_router)
     app.include_router(listings_router)
+    app.include_router(search_router)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,10 +14,11 @@ from market.api import TAGS, include_routers
 from market.config import PaymentProvider, SearchBackend, Settings
 from market.db import create_engine, create_sessionmaker
 from market.errors import StartupError, install_error_handlers
+from market.listing_search import tasks as search_tasks
 from market.listings.router import create_read_pool, install_fast_routes
 from market.observability import BodyLimitMiddleware, RequestContextMiddleware
 from payments.base import PaymentProvider as PaymentProviderProtocol
-from search.base import SearchEngine
+from search.base import ListingSearch
 
 DESCRIPTION = """
 **AgriBridge (农商桥)** connects rural cooperatives in poverty-stricken counties with wholesale
@@ -33,7 +35,7 @@ sourced from registered poor households.
 """
 
 
-def build_search(settings: Settings, engine: Any) -> SearchEngine:
+def build_search(settings: Settings, engine: Any) -> ListingSearch:
     if settings.search_backend == SearchBackend.elasticsearch:
         if not settings.elasticsearch_url:
             raise StartupError("MARKET_SEARCH_BACKEND=elasticsearch needs MARKET_ELASTICSEARCH_URL")
@@ -80,6 +82,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = None
         url: str | None = None
+        worker: asyncio.Task[None] | None = None
+        stop: asyncio.Event | None = None
         if app.state.sessionmaker is None:
             url = database_url or settings.database_url
             if not url:
@@ -100,8 +104,22 @@ def create_app(
                 )
             if app.state.payments is None:
                 app.state.payments = build_payments(settings)
+            if settings.search_worker:
+                stop = asyncio.Event()
+                worker = asyncio.create_task(
+                    search_tasks.run(
+                        app.state.sessionmaker,
+                        app.state.search,
+                        interval=settings.search_worker_interval_s,
+                        stop=stop,
+                    ),
+                    name="search-sync",
+                )
             yield
         finally:
+            if worker is not None and stop is not None:
+                stop.set()
+                await asyncio.wait_for(worker, timeout=10)
             if app.state.search is not None:
                 await app.state.search.close()
             if app.state.payments is not None:

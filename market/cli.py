@@ -7,8 +7,8 @@ import json
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -37,6 +37,8 @@ households_app = typer.Typer(help="The poor-household registry.", no_args_is_hel
 app.add_typer(households_app, name="households")
 sourcing_app = typer.Typer(help="The sourcing ledger.", no_args_is_help=True)
 app.add_typer(sourcing_app, name="sourcing")
+search_app = typer.Typer(help="The listing search index and its sync.", no_args_is_help=True)
+app.add_typer(search_app, name="search")
 
 console = Console()
 # a wide stderr when it is not a terminal, so that CI logs keep whole table rows
@@ -457,6 +459,146 @@ def import_households(
         err.print(f"  line {problem.line}: {problem.reason}", highlight=False)
     if result.errors:
         raise typer.Exit(code=2)
+
+
+# ---------------------------------------------------------------- search
+
+
+@asynccontextmanager
+async def _search_sync(settings: Settings, url: str) -> AsyncIterator[tuple[Any, Any]]:
+    """(sessionmaker, search backend) for a command, closed on the way out."""
+    from market.app import build_search
+    from market.db import create_engine, create_sessionmaker
+
+    engine = create_engine(url, pool_size=2)
+    search = build_search(settings, engine)
+    try:
+        yield create_sessionmaker(engine), search
+    finally:
+        await search.close()
+        await engine.dispose()
+
+
+@app.command()
+def worker() -> None:
+    """Run the search-sync worker until stopped (Ctrl-C or SIGTERM): send listing changes from
+    the outbox to the search backend. Any number may run side by side; turn the server's own
+    loop off with MARKET_SEARCH_WORKER=false when they do."""
+    from market.listing_search import tasks as search_tasks
+    from market.observability import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_json)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with _search_sync(settings, db.url) as (sessionmaker, search):
+            err.print(f"search worker running ({search.name}); stop with Ctrl-C", highlight=False)
+            await search_tasks.run(
+                sessionmaker, search, interval=settings.search_worker_interval_s, stop=stop
+            )
+
+    with database(settings) as db:
+        asyncio.run(run())
+    err.print("search worker stopped", highlight=False)
+
+
+@search_app.command("reindex")
+def search_reindex(
+    batch: Annotated[int, typer.Option(min=10, max=10_000, help="Listings per batch.")] = 1000,
+) -> None:
+    """Rebuild the search index from the database, with no downtime: on Elasticsearch into a
+    new index that replaces the old one in one alias switch at the end; on PostgreSQL by
+    rewriting every row in place."""
+    from market.listing_search import service as search_service
+
+    settings = _settings()
+
+    async def run() -> Any:
+        async with _search_sync(settings, db.url) as (sessionmaker, search):
+            total = await search_service.count_active(sessionmaker)
+            with progress() as bar:
+                task = bar.add_task(f"Reindexing listings ({search.name})", total=total)
+                return await search_service.reindex(
+                    sessionmaker, search, batch=batch, advance=lambda n: bar.advance(task, n)
+                )
+
+    with database(settings) as db:
+        try:
+            result = asyncio.run(run())
+        except RuntimeError as exc:
+            raise fail(f"reindex failed: {exc}") from None
+    where = f" into {result.index} (now behind the alias)" if result.index else ""
+    console.print(
+        f"reindexed {result.documents} listings{where}; {result.deletions} hidden ones removed",
+        highlight=False,
+    )
+
+
+@search_app.command("check")
+def search_check(
+    sample: Annotated[int, typer.Option(min=1, max=100_000, help="Listings to compare.")] = 1000,
+) -> None:
+    """Compare the index with the database: counts, and the versions of a random sample of
+    listings. Exit code 0 when they agree, 3 when they do not."""
+    from market.listing_search import service as search_service
+
+    settings = _settings()
+
+    async def run() -> Any:
+        async with _search_sync(settings, db.url) as (sessionmaker, search):
+            return await search_service.check(sessionmaker, search, sample=sample)
+
+    with database(settings) as db:
+        result = asyncio.run(run())
+    table = Table("", "count")
+    table.add_row("listings on sale (database)", str(result.database))
+    table.add_row("documents (index)", str(result.index))
+    table.add_row("changes waiting (outbox)", str(result.pending))
+    table.add_row("changes refused (parked)", str(result.parked))
+    table.add_row("sampled listings", str(result.sampled))
+    table.add_row("sampled with another version", str(len(result.stale)))
+    console.print(table)
+    for listing_id, version, indexed in result.stale[:20]:
+        console.print(f"  {listing_id}: database v{version}, index v{indexed or '-'}")
+    if not result.in_step:
+        hint = " (changes are still waiting)" if result.pending else ""
+        err.print(
+            f"the index is not in step with the database{hint}; "
+            "`market search reindex` rebuilds it",
+            highlight=False,
+        )
+        raise typer.Exit(code=3)
+    console.print("the index is in step with the database")
+
+
+@search_app.command("parked")
+def search_parked(
+    retry: Annotated[bool, typer.Option(help="Put them back in the queue.")] = False,
+) -> None:
+    """List the listing changes the search backend refused, with the reason; --retry queues
+    them again once the cause is mended."""
+    from market.listing_search import service as search_service
+
+    settings = _settings()
+
+    async def run() -> tuple[list[dict[str, Any]], int]:
+        async with job_session(db.url) as session:
+            conn = await session.connection()
+            rows = await search_service.parked(conn)
+            return rows, (await search_service.retry_parked(conn) if retry else 0)
+
+    with database(settings) as db:
+        rows, requeued = asyncio.run(run())
+    for row in rows:
+        console.print(
+            f"{row['listing_id']}  {row['attempts']} attempts  {row['last_error']}",
+            highlight=False,
+        )
+    console.print(f"{len(rows)} parked" + (f"; {requeued} queued again" if retry else ""))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -56,6 +56,14 @@ class Settings(BaseSettings):
         description="Send plain application/json (needed by OpenSearch-compatible servers).",
     )
     elasticsearch_index_prefix: str = "agribridge"
+    search_worker: bool = Field(
+        default=True,
+        description="Run the search-sync worker loop inside the server process (turn off when "
+        "separate `market worker` processes run).",
+    )
+    search_worker_interval_s: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between polls of the search outbox."
+    )
 
     payment_provider: PaymentProvider = PaymentProvider.offline
     stripe_api_key: SecretStr | None = None

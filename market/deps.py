@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from market.config import Settings
 from market.errors import Forbidden, Unauthorized
 from market.idempotency import service as idempotency_service
+from market.listing_search import service as listing_search_service
 from payments.base import PaymentProvider
-from search.base import SearchEngine
+from search.base import ListingSearch
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -28,6 +29,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with request.app.state.sessionmaker() as session:
         try:
             yield session
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                # on PostgreSQL, the search rows of changed listings commit with the change
+                await listing_search_service.index_own_changes(session, request.app.state.search)
             await session.commit()
         except BaseException:
             await session.rollback()
@@ -45,8 +49,8 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_search(request: Request) -> SearchEngine:
-    engine: SearchEngine = request.app.state.search
+def get_search(request: Request) -> ListingSearch:
+    engine: ListingSearch = request.app.state.search
     return engine
 
 
@@ -55,7 +59,7 @@ def get_payments(request: Request) -> PaymentProvider:
     return provider
 
 
-SearchDep = Annotated[SearchEngine, Depends(get_search)]
+SearchDep = Annotated[ListingSearch, Depends(get_search)]
 PaymentsDep = Annotated[PaymentProvider, Depends(get_payments)]
 
 

@@ -4,6 +4,7 @@ from market.accounts import models as accounts_models
 from market.catalog import models as catalog_models
 from market.households import models as households_models
 from market.idempotency import models as idempotency_models
+from market.listing_search import models as listing_search_models
 from market.listings import models as listings_models
 from market.organisations import models as organisations_models
 from market.regions import models as regions_models
@@ -14,6 +15,7 @@ __all__ = [
     "catalog_models",
     "households_models",
     "idempotency_models",
+    "listing_search_models",
     "listings_models",
     "organisations_models",
     "regions_models",

@@ -169,3 +169,8 @@ class ListingIndex(Protocol):
     async def suggest(self, prefix: str, limit: int = 10) -> list[str]:
         """Completions of a typed prefix (Chinese, pinyin or English) from indexed titles."""
         ...
+
+
+@runtime_checkable
+class ListingSearch(SearchEngine, ListingIndex, Protocol):
+    """What the application is given: a search engine that indexes and searches listings."""

@@ -154,7 +154,7 @@ _UPSERT = text(
         quantity_available = EXCLUDED.quantity_available,
         poor_share_bp = EXCLUDED.poor_share_bp, latitude = EXCLUDED.latitude,
         longitude = EXCLUDED.longitude, published_at = EXCLUDED.published_at
-    WHERE search_listing.version < EXCLUDED.version
+    WHERE search_listing.version <= EXCLUDED.version
     """
 )
 # only the missing terms, in order: concurrent writers then rarely wait on each other and
@@ -344,8 +344,9 @@ class PostgresSearch:
     async def index(
         self, documents: Sequence[ListingDocument], connection: AsyncConnection | None = None
     ) -> list[ItemFailure]:
-        """Add or replace documents; an older version never replaces a newer one. With
-        `connection`, inside the caller's transaction."""
+        """Add or replace documents; an older version never replaces a newer one (the same
+        version is rewritten: a reindex after the analysis changed). With `connection`, inside
+        the caller's transaction."""
         latest: dict[str, ListingDocument] = {}
         for doc in documents:
             if doc.id not in latest or latest[doc.id].version < doc.version:
@@ -378,6 +379,19 @@ class PostgresSearch:
                     [{"id": d.id, "version": d.version} for d in deletions],
                 )
         return []
+
+    async def count(self) -> int:
+        async with self._read() as conn:
+            return int(await conn.scalar(text("SELECT count(*) FROM search_listing")) or 0)
+
+    async def versions(self, ids: Sequence[str]) -> dict[str, int]:
+        """The indexed version of each of `ids` that is indexed."""
+        async with self._read() as conn:
+            rows = await conn.execute(
+                text("SELECT id, version FROM search_listing WHERE id = ANY(:ids)"),
+                {"ids": list(ids)},
+            )
+            return {listing_id: int(version) for listing_id, version in rows}
 
     # --- reading
 

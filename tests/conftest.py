@@ -84,6 +84,7 @@ def settings() -> Settings:
         log_json=False,
         secret_key="test-secret-key-for-id-number-hashes",
         max_body_bytes=64 * 1024,
+        search_worker=False,  # tests drain the search outbox themselves
     )
 
 
@@ -121,9 +122,15 @@ async def session(connection: AsyncConnection) -> AsyncIterator[AsyncSession]:
         yield s
 
 
-def build_app(settings: Settings, maker: async_sessionmaker[AsyncSession], engine: AsyncEngine):  # type: ignore[no-untyped-def]
+def build_app(  # type: ignore[no-untyped-def]
+    settings: Settings,
+    maker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    connection: AsyncConnection | None = None,
+):
     app = create_app(settings, sessionmaker=maker)
-    app.state.search = PostgresSearch(engine)
+    # searches see the test's rolled-back transaction when given its connection
+    app.state.search = PostgresSearch(engine, connection=connection)
     app.state.payments = OfflineBankTransfer(BankAccount("测试账户", "6222", "测试银行"))
     return app
 
@@ -133,7 +140,7 @@ async def client(
     connection: AsyncConnection, settings: Settings, engine: AsyncEngine
 ) -> AsyncIterator[httpx.AsyncClient]:
     """The app driven through httpx, every request inside the test's rolled-back transaction."""
-    app = build_app(settings, _rolled_back_maker(connection), engine)
+    app = build_app(settings, _rolled_back_maker(connection), engine, connection)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
         yield c

@@ -16,7 +16,12 @@ async def test_healthz_and_readyz_on_the_defaults(client):
     assert ready.status_code == 200
     checks = ready.json()["checks"]
     assert checks["database"]["ok"] is True
-    assert checks["search"] == {"ok": True, "backend": "postgres", "detail": ""}
+    assert checks["search"] == {
+        "ok": True,
+        "backend": "postgres",
+        "detail": "",
+        "backlog": {"pending": 0, "parked": 0, "oldest_seconds": None},
+    }
     assert checks["payments"]["provider"] == "offline"
 
 
@@ -28,10 +33,11 @@ async def test_readyz_follows_the_search_cluster(client):
         up = await client.get("/readyz")
         assert up.status_code == 200, up.text
         assert up.json()["checks"]["search"]["backend"] == "elasticsearch"
-    # the server is stopped now
+    # the server is stopped now: searches fail but writes still succeed (the outbox keeps the
+    # changes), so the app stays in the load balancer and says it is degraded
     down = await client.get("/readyz")
-    assert down.status_code == 503
-    assert down.json()["status"] == "not_ready"
+    assert down.status_code == 200
+    assert down.json()["status"] == "degraded"
     assert down.json()["checks"]["search"]["ok"] is False
     assert down.json()["checks"]["database"]["ok"] is True
     await engine.close()
@@ -64,3 +70,22 @@ async def test_readyz_follows_the_payment_provider(client):
     down = await client.get("/readyz")
     assert down.status_code == 503
     assert down.json()["checks"]["payments"]["ok"] is False
+
+
+async def test_metrics_show_the_search_backlog(client, session):
+    from sqlalchemy import text
+
+    await session.execute(
+        text(
+            "INSERT INTO search_outbox (listing_id) VALUES (gen_random_uuid()), (gen_random_uuid())"
+        )
+    )
+    await session.execute(
+        text("INSERT INTO search_outbox (listing_id, parked_at) VALUES (gen_random_uuid(), now())")
+    )
+    await session.flush()
+    body = (await client.get("/metrics")).text
+    assert "agribridge_search_outbox_pending 2\n" in body
+    assert "agribridge_search_outbox_parked 1\n" in body
+    ready = (await client.get("/readyz")).json()["checks"]["search"]["backlog"]
+    assert ready["pending"] == 2 and ready["parked"] == 1 and ready["oldest_seconds"] >= 0

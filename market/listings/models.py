@@ -9,6 +9,7 @@ from sqlalchemy import (
     ARRAY,
     BigInteger,
     CheckConstraint,
+    FetchedValue,
     ForeignKey,
     Identity,
     Index,
@@ -87,6 +88,13 @@ class Listing(IdMixin, CreatedAtMixin, Base):
     )
     published_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    version: Mapped[int] = mapped_column(
+        BigInteger,
+        server_default="1",
+        server_onupdate=FetchedValue(),
+        doc="Grows by one with every UPDATE (a trigger): the search index never takes an older "
+        "version over a newer one.",
+    )
 
 
 class ListingPriceTier(Base):

@@ -843,7 +843,10 @@ SELECT CAST(l.id AS text) AS id, l.title_zh, l.title_en, l.description, l.sale_m
        cardinality(l.certification_ids) AS claimed,
        CAST(o.id AS text) AS cooperative_id, o.name_zh AS cooperative_name_zh,
        o.name_en AS cooperative_name_en,
-       r.code AS county_code, r.name_zh AS county_name_zh,
+       r.code AS county_code, r.name_zh AS county_name_zh, r.level AS region_level,
+       r.latitude, r.longitude, r.is_poverty_county,
+       pa.level AS parent_level, pa.name_zh AS parent_name_zh, pb.name_zh AS grandparent_name_zh,
+       l.version,
        CAST(p.id AS text) AS product_id, p.name_zh AS product_name_zh, p.name_en AS product_name_en,
        p.category_code, p.regional_brand, p.unit, p.box_net_weight_g, p.storage_class,
        p.shelf_life_days,
@@ -855,6 +858,8 @@ SELECT CAST(l.id AS text) AS id, l.title_zh, l.title_en, l.description, l.sale_m
   FROM listing l
   JOIN organisation o ON o.id = l.cooperative_id
   JOIN region r ON r.code = o.region_code
+  LEFT JOIN region pa ON pa.code = r.parent_code
+  LEFT JOIN region pb ON pb.code = pa.parent_code
   JOIN product p ON p.id = l.product_id
   JOIN lot ON lot.id = l.lot_id
   LEFT JOIN LATERAL (
@@ -896,7 +901,7 @@ PUBLIC_ONE_ASYNCPG = str(_PUBLIC_ONE_COMPILED)
 PUBLIC_ONE_PARAMS: tuple[str, ...] = tuple(_PUBLIC_ONE_COMPILED.positiontup or ())
 
 
-def _public_document(row: Mapping[Any, Any], today: dt.date) -> dict[str, Any]:
+def public_document(row: Mapping[Any, Any], today: dt.date) -> dict[str, Any]:
     """The public listing as plain JSON-ready data (see schemas.PublicListingRead), from a row
     by column name: a SQLAlchemy RowMapping or an asyncpg Record alike."""
     certifications = []
@@ -992,7 +997,31 @@ async def public_listing(
         row = await db.fetchrow(PUBLIC_ONE_ASYNCPG, *[values[p] for p in PUBLIC_ONE_PARAMS])
     if row is None:
         raise NotFound("No such listing, or it is not on sale now.")
-    return _public_document(row, today)
+    return public_document(row, today)
+
+
+async def public_rows(
+    conn: AsyncConnection, listing_ids: Sequence[uuid.UUID], today: dt.date
+) -> list[dict[str, Any]]:
+    """The public rows (see `public_document`) of those of `listing_ids` that are publicly
+    visible now; the others are left out."""
+    result = await conn.execute(PUBLIC_MANY_SQL, {"listing_ids": list(listing_ids), "today": today})
+    return [dict(row) for row in result.mappings()]
+
+
+async def count_public(session: AsyncSession) -> int:
+    return int(await session.scalar(select(func.count()).where(publicly_visible())) or 0)
+
+
+async def sample_public_versions(session: AsyncSession, size: int) -> list[tuple[str, int]]:
+    """(listing id, version) of a random sample of publicly visible listings."""
+    rows = await session.execute(
+        select(Listing.id, Listing.version)
+        .where(publicly_visible())
+        .order_by(func.random())
+        .limit(size)
+    )
+    return [(str(listing_id), int(version)) for listing_id, version in rows]
 
 
 async def list_public(
@@ -1031,6 +1060,6 @@ async def list_public(
     result = await connection.execute(
         PUBLIC_MANY_SQL, {"listing_ids": [x.id for x in listings], "today": today}
     )
-    documents = {row["id"]: _public_document(row, today) for row in result.mappings()}
+    documents = {row["id"]: public_document(row, today) for row in result.mappings()}
     wanted = [str(x.id) for x in listings]
     return [documents[i] for i in wanted if i in documents], cursor

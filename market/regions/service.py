@@ -61,6 +61,14 @@ async def require_region(session: AsyncSession, code: str, *, field: str) -> Reg
     return region
 
 
+async def names(session: AsyncSession, codes: Iterable[str]) -> dict[str, str]:
+    """Chinese names by code, for the codes that exist."""
+    rows = await session.execute(
+        select(Region.code, Region.name_zh).where(Region.code.in_(list(codes)))
+    )
+    return {code: name for code, name in rows}
+
+
 async def path_names(session: AsyncSession, region: Region) -> list[str]:
     codes = [c for c in ancestors_of(region.code) if c != region.code]
     names = {
