@@ -147,6 +147,7 @@ _RETRY = text(
      WHERE id = ANY(:ids)
     """
 )
+_NOTE = text("UPDATE search_outbox SET last_error = :error WHERE id = ANY(:ids)")
 _PARK = text(
     "UPDATE search_outbox SET attempts = attempts + 1, last_error = :error, parked_at = now() "
     "WHERE id = ANY(:ids)"
@@ -196,9 +197,9 @@ async def drain_once(
     sessionmaker: async_sessionmaker[AsyncSession], search: ListingSearch, *, batch: int = BATCH
 ) -> Drained:
     """Claim a batch of outbox rows, send the current state of their listings, and delete
-    the rows in the same transaction. When the backend cannot be reached the rows wait with
-    a growing delay and are never parked; a document the backend refuses is retried a few
-    times if the refusal may pass, else parked with the reason."""
+    the rows in the same transaction. When the backend cannot be reached the rows stay
+    (with the error noted) and are never parked; a document the backend refuses is retried
+    with a growing delay a few times if the refusal may pass, else parked with the reason."""
     async with sessionmaker() as session, session.begin():
         conn = await session.connection()
         rows = (await conn.execute(_CLAIM, {"batch": batch})).all()
@@ -217,14 +218,13 @@ async def drain_once(
                 for failure in await _write(search, conn, changes, target):
                     failures.setdefault(failure.id, failure)
         except Exception as exc:  # the backend is unreachable or answered garbage
-            error = f"{type(exc).__name__}: {exc}"[:500]
             if isinstance(search, PostgresSearch):
                 raise
-            await conn.execute(
-                _RETRY,
-                {"ids": [r.id for r in rows], "error": error, "max_backoff": MAX_BACKOFF_S},
-            )
-            return Drained(claimed=len(rows), retried=len(rows), error=error)
+            # the rows stay as they are, ready the moment the backend is back; the worker
+            # loop waits longer between attempts meanwhile
+            error = f"{type(exc).__name__}: {exc}"[:500]
+            await conn.execute(_NOTE, {"ids": [r.id for r in rows], "error": error})
+            return Drained(claimed=len(rows), error=error)
         done: list[int] = []
         retry: list[int] = []
         park: list[int] = []

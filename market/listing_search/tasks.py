@@ -15,6 +15,7 @@ from search.base import ListingSearch
 log = logging.getLogger("market.search")
 
 SWEEP_EVERY_S = 60.0
+MAX_PAUSE_S = 10.0
 
 
 async def run(
@@ -29,7 +30,7 @@ async def run(
     the loop goes on: the outbox keeps the work until it succeeds."""
     stop = stop or asyncio.Event()
     next_sweep = 0.0
-    unreachable = False
+    failures = 0  # consecutive cycles in which the backend could not be reached
     while not stop.is_set():
         try:
             if time.monotonic() >= next_sweep:
@@ -38,17 +39,21 @@ async def run(
                 async with sessionmaker() as session, session.begin():
                     await service.sweep(await session.connection())
             drained = await service.drain(sessionmaker, search)
-            if drained.error and not unreachable:
+            if drained.error and not failures:
                 log.warning(
                     "search backend unreachable, changes wait in the outbox: %s", drained.error
                 )
-            elif unreachable and not drained.error:
+            elif failures and not drained.error:
                 log.info("search backend reachable again")
-            unreachable = drained.error is not None
+            failures = failures + 1 if drained.error else 0
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("search sync failed; retrying")
+            if not failures:  # once per outage, not every cycle
+                log.exception("search sync failed; retrying")
+            failures += 1
             next_sweep = 0.0
+        # wait longer while the backend is unreachable, at most MAX_PAUSE_S
+        pause = min(interval * 2 ** min(failures, 10), max(interval, MAX_PAUSE_S))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=interval)
+            await asyncio.wait_for(stop.wait(), timeout=pause)
