@@ -123,3 +123,42 @@ def test_sourcing_verify_exit_codes(env, db_url, clean_db):
     broken = runner.invoke(app, ["sourcing", "verify"])
     assert broken.exit_code == 3, broken.output
     assert f"record {target}" in broken.output
+
+
+def _seed_listings(db_url: str, count: int) -> list[str]:
+    from market.db import create_engine, create_sessionmaker
+    from tests.factories_listings import make_listing, make_supply
+
+    async def seed() -> list[str]:
+        engine = create_engine(db_url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                supply = await make_supply(session)
+                return [
+                    str((await make_listing(session, supply, quantity=5)).id) for _ in range(count)
+                ]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(seed())
+
+
+def test_search_check_and_reindex(env, db_url, clean_db):
+    ids = _seed_listings(db_url, 3)  # committed by a job: waiting in the outbox
+    behind = runner.invoke(app, ["search", "check"])
+    assert behind.exit_code == 3, behind.output
+    assert "changes waiting (outbox)" in behind.output
+    assert "not in step" in behind.output
+
+    rebuilt = runner.invoke(app, ["search", "reindex", "--batch", "10"])
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert "reindexed 3 listings" in rebuilt.output
+    assert _query(db_url, text("SELECT count(*) FROM search_listing"))[0][0] == 3
+    _query(db_url, text("DELETE FROM search_outbox RETURNING id"))  # sent by the reindex
+
+    fine = runner.invoke(app, ["search", "check"])
+    assert fine.exit_code == 0, fine.output
+    assert "in step" in fine.output
+    parked = runner.invoke(app, ["search", "parked"])
+    assert parked.exit_code == 0 and "0 parked" in parked.output
+    assert len(ids) == 3

@@ -387,6 +387,15 @@ def test_demo_on_embedded_postgres_survives_a_restart(tmp_path: Path, workdir: P
         assert names == [DEMO_COOPERATIVE]
         assert register(base, extra_email, "王芳").status_code == 201
         assert "(just loaded)" in first.stderr()
+        # the server's own worker indexes the demo listings within a cycle or two
+        deadline = time.monotonic() + 20
+        while True:
+            found = httpx.get(f"{base}/search/listings", params={"q": "gouqi"}, timeout=10)
+            assert found.status_code == 200, found.text
+            if found.json()["total"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.3)
+        assert any("枸杞" in item["title_zh"] for item in found.json()["items"]), found.text
 
         code = stop_process(first.process)
         assert code in CLEAN_EXIT_CODES, f"exit code {code}\n{first.output()}"
@@ -472,3 +481,34 @@ def test_sigterm_during_first_start_stops_embedded_postgres(tmp_path: Path, work
                 stop_process(server.process)
         leaked = stop_leftover_postgres(pgdata)
     assert not leaked, "a postmaster was left running in the data directory"
+
+
+def test_worker_sends_changes_and_stops_on_sigterm(
+    db_url: str, clean_db: None, workdir: Path
+) -> None:
+    """`market worker` as a separate process drains what a job left in the outbox."""
+    from tests.test_cli import _seed_listings
+
+    ids = _seed_listings(db_url, 2)
+    env = cli_env(MARKET_DATABASE_URL=db_url, MARKET_SEARCH_WORKER_INTERVAL_S="0.2")
+    worker = Server("worker", env=env, cwd=workdir, port=0, name="worker")
+    try:
+        deadline = time.monotonic() + 30
+
+        async def indexed() -> int:
+            conn = await asyncpg.connect(plain_url(db_url))
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM search_listing"))
+            finally:
+                await conn.close()
+
+        while asyncio.run(indexed()) < len(ids):
+            assert worker.process.poll() is None, worker.output()
+            assert time.monotonic() < deadline, worker.output()
+            time.sleep(0.2)
+    finally:
+        code = stop_process(worker.process)
+    assert code in CLEAN_EXIT_CODES, worker.output()
+    assert "search worker running (postgres)" in worker.stderr()
+    assert "search worker stopped" in worker.stderr()
+    assert "Traceback" not in worker.stderr()
