@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     access_token_ttl_minutes: int = Field(default=720, ge=1, le=60 * 24 * 30)
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    freshness_margin_days: int = Field(
+        default=2,
+        ge=0,
+        le=60,
+        description="Days of shelf life that must remain when goods arrive (logistics estimates).",
+    )
     platform_fee_bps: int = Field(
         default=300, ge=0, le=10_000, description="Platform fee in basis points (300 = 3%)."
     )

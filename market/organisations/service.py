@@ -196,6 +196,14 @@ async def list_by_status(
     return await paginate(session, stmt, page, [Organisation.created_at, Organisation.id])
 
 
+async def get_organisation(session: AsyncSession, *, organisation_id: uuid.UUID) -> Organisation:
+    """Any organisation by id, for facts other domains need (its region, its name)."""
+    organisation = await session.get(Organisation, organisation_id)
+    if organisation is None:
+        raise NotFound("No such organisation.")
+    return organisation
+
+
 async def _locked(session: AsyncSession, organisation_id: uuid.UUID) -> Organisation:
     organisation = await session.scalar(
         select(Organisation).where(Organisation.id == organisation_id).with_for_update()
