@@ -11,6 +11,7 @@ from market.households.router import router as households_router
 from market.listing_search.router import router as search_router
 from market.listings.router import router as listings_router
 from market.logistics.router import router as logistics_router
+from market.orders.router import router as orders_router
 from market.organisations.router import router as organisations_router
 from market.regions.router import router as regions_router
 from market.sourcing.router import router as sourcing_router
@@ -27,6 +28,7 @@ TAGS = [
     {"name": "public", "description": "Pages and data anyone may read."},
     {"name": "listings", "description": "Listings from lots, their stock ledger; public reads."},
     {"name": "search", "description": "Find listings: Chinese, pinyin, English; facets; distance."},
+    {"name": "orders", "description": "Buyers' orders; cooperatives' fulfilments and shipments."},
     {"name": "logistics", "description": "Freight, transit time and freshness estimates."},
     {"name": "platform", "description": "Verification and scoping, for platform operators."},
     {"name": "health", "description": "Liveness and readiness probes."},
@@ -44,3 +46,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(listings_router)
     app.include_router(search_router)
     app.include_router(logistics_router)
+    app.include_router(orders_router)

@@ -17,6 +17,7 @@ from market.errors import StartupError, install_error_handlers
 from market.listing_search import tasks as search_tasks
 from market.listings.router import create_read_pool, install_fast_routes
 from market.observability import BodyLimitMiddleware, RequestContextMiddleware
+from market.orders import tasks as orders_tasks
 from payments.base import PaymentProvider as PaymentProviderProtocol
 from search.base import ListingSearch
 
@@ -82,7 +83,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = None
         url: str | None = None
-        worker: asyncio.Task[None] | None = None
+        workers: list[asyncio.Task[None]] = []
         stop: asyncio.Event | None = None
         if app.state.sessionmaker is None:
             url = database_url or settings.database_url
@@ -104,22 +105,27 @@ def create_app(
                 )
             if app.state.payments is None:
                 app.state.payments = build_payments(settings)
-            if settings.search_worker:
+            if settings.worker:
                 stop = asyncio.Event()
-                worker = asyncio.create_task(
-                    search_tasks.run(
-                        app.state.sessionmaker,
-                        app.state.search,
-                        interval=settings.search_worker_interval_s,
-                        stop=stop,
+                workers = [
+                    asyncio.create_task(
+                        search_tasks.run(
+                            app.state.sessionmaker,
+                            app.state.search,
+                            interval=settings.search_worker_interval_s,
+                            stop=stop,
+                        ),
+                        name="search-sync",
                     ),
-                    name="search-sync",
-                )
+                    asyncio.create_task(
+                        orders_tasks.run(app.state.sessionmaker, stop=stop), name="orders"
+                    ),
+                ]
             yield
         finally:
-            if worker is not None and stop is not None:
+            if stop is not None:
                 stop.set()
-                await asyncio.wait_for(worker, timeout=10)
+                await asyncio.wait_for(asyncio.gather(*workers), timeout=10)
             if app.state.search is not None:
                 await app.state.search.close()
             if app.state.payments is not None:

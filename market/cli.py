@@ -481,11 +481,12 @@ async def _search_sync(settings: Settings, url: str) -> AsyncIterator[tuple[Any,
 
 @app.command()
 def worker() -> None:
-    """Run the search-sync worker until stopped (Ctrl-C or SIGTERM): send listing changes from
-    the outbox to the search backend. Any number may run side by side; turn the server's own
-    loop off with MARKET_SEARCH_WORKER=false when they do."""
+    """Run the background work until stopped (Ctrl-C or SIGTERM): send listing changes from the
+    outbox to the search backend, expire unpaid orders, confirm silent deliveries. Any number
+    may run side by side; turn the server's own loops off with MARKET_WORKER=false."""
     from market.listing_search import tasks as search_tasks
     from market.observability import configure_logging
+    from market.orders import tasks as orders_tasks
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -497,8 +498,11 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         async with _search_sync(settings, db.url) as (sessionmaker, search):
             err.print(f"search worker running ({search.name}); stop with Ctrl-C", highlight=False)
-            await search_tasks.run(
-                sessionmaker, search, interval=settings.search_worker_interval_s, stop=stop
+            await asyncio.gather(
+                search_tasks.run(
+                    sessionmaker, search, interval=settings.search_worker_interval_s, stop=stop
+                ),
+                orders_tasks.run(sessionmaker, stop=stop),
             )
 
     with database(settings) as db:

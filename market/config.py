@@ -56,10 +56,11 @@ class Settings(BaseSettings):
         description="Send plain application/json (needed by OpenSearch-compatible servers).",
     )
     elasticsearch_index_prefix: str = "agribridge"
-    search_worker: bool = Field(
+    worker: bool = Field(
         default=True,
-        description="Run the search-sync worker loop inside the server process (turn off when "
-        "separate `market worker` processes run).",
+        description="Run the background work (search sync, unpaid-order expiry, automatic "
+        "delivery confirmation) inside the server process; turn off when separate `market "
+        "worker` processes run.",
     )
     search_worker_interval_s: float = Field(
         default=1.0, gt=0, le=60, description="Seconds between polls of the search outbox."
@@ -78,6 +79,18 @@ class Settings(BaseSettings):
     access_token_ttl_minutes: int = Field(default=720, ge=1, le=60 * 24 * 30)
     invitation_ttl_hours: int = Field(default=72, ge=1, le=24 * 30)
     idempotency_ttl_hours: int = Field(default=24, ge=1, le=24 * 30)
+    order_payment_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=60 * 24 * 7,
+        description="Minutes a buyer has to pay; then the order expires and its stock returns.",
+    )
+    delivery_auto_confirm_days: int = Field(
+        default=10,
+        ge=1,
+        le=90,
+        description="Days after shipment when delivery counts as confirmed if the buyer is silent.",
+    )
     freshness_margin_days: int = Field(
         default=2,
         ge=0,

@@ -37,6 +37,7 @@ class MarketError(Exception):
         code: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         headers: dict[str, str] | None = None,
+        **extensions: Any,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -44,6 +45,8 @@ class MarketError(Exception):
             self.code = code
         self.errors = errors
         self.headers = headers
+        # extra members of the problem document, e.g. current_status for a refused transition
+        self.extensions = extensions
 
 
 class NotFound(MarketError):
@@ -95,8 +98,10 @@ def problem(
     errors: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
     instance: str | None = None,
+    extensions: dict[str, Any] | None = None,
 ) -> JSONResponse:
     body: dict[str, Any] = {
+        **(extensions or {}),
         "type": TYPE_BASE + code,
         "title": title,
         "status": status,
@@ -152,6 +157,7 @@ def install_error_handlers(app: FastAPI) -> None:
             errors=exc.errors,
             headers=exc.headers,
             instance=request.url.path,
+            extensions=exc.extensions,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -84,7 +84,7 @@ def settings() -> Settings:
         log_json=False,
         secret_key="test-secret-key-for-id-number-hashes",
         max_body_bytes=64 * 1024,
-        search_worker=False,  # tests drain the search outbox themselves
+        worker=False,  # tests run the background jobs themselves
     )
 
 
@@ -157,7 +157,8 @@ async def _truncate(engine: AsyncEngine) -> None:
         # the append-only ledger refuses TRUNCATE; replica mode skips triggers for cleanup
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
         if names:
-            await conn.execute(text(f"TRUNCATE {', '.join(names)} CASCADE"))
+            quoted = ", ".join(f'"{name}"' for name in names)  # "order" is a keyword
+            await conn.execute(text(f"TRUNCATE {quoted} CASCADE"))
         await conn.execute(text("UPDATE region SET is_poverty_county = false"))
         await conn.execute(
             text(

@@ -26,6 +26,8 @@ API_KEY_SCOPES: dict[str, str] = {
     "sourcing:write": "Open lots and append sourcing records and corrections.",
     "listings:read": "Read the organisation's listings and stock movements.",
     "listings:write": "Create, publish, change and close listings; adjust stock.",
+    "orders:read": "Read the buyer's orders, or the cooperative's fulfilments.",
+    "orders:write": "Place and cancel orders, confirm delivery; pack and ship fulfilments.",
 }
 
 _TOUCH_EVERY = dt.timedelta(minutes=5)

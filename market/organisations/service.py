@@ -114,8 +114,50 @@ async def cooperative_access(
     write: bool = False,
 ) -> Organisation:
     """The cooperative the caller acts for in `domain` (households, catalog, sourcing,
-    listings): reads need viewer or the `<domain>:read` scope, writes staff or
+    listings, orders): reads need viewer or the `<domain>:read` scope, writes staff or
     `<domain>:write`; 404 to outsiders, 403 `not_a_cooperative` for other kinds."""
+    return await kind_access(
+        session,
+        principal,
+        organisation_id,
+        kind="cooperative",
+        domain=domain,
+        write=write,
+        why="only cooperatives keep households, products, lots and listings and fulfil orders",
+    )
+
+
+async def buyer_access(
+    session: AsyncSession,
+    principal: Principal,
+    organisation_id: uuid.UUID,
+    *,
+    domain: str,
+    write: bool = False,
+) -> Organisation:
+    """The buyer the caller acts for in `domain` (orders, bids): as cooperative_access, with
+    403 `not_a_buyer` for other kinds."""
+    return await kind_access(
+        session,
+        principal,
+        organisation_id,
+        kind="buyer",
+        domain=domain,
+        write=write,
+        why="only buyers place orders and bids",
+    )
+
+
+async def kind_access(
+    session: AsyncSession,
+    principal: Principal,
+    organisation_id: uuid.UUID,
+    *,
+    kind: str,
+    domain: str,
+    write: bool,
+    why: str,
+) -> Organisation:
     found = await access(
         session,
         principal,
@@ -123,11 +165,10 @@ async def cooperative_access(
         role="staff" if write else "viewer",
         scope=f"{domain}:{'write' if write else 'read'}",
     )
-    if found.organisation.kind != "cooperative":
+    if found.organisation.kind != kind:
         raise Forbidden(
-            f"{found.organisation.name_zh} is a {found.organisation.kind}; only cooperatives "
-            "keep households, products, lots and listings.",
-            code="not_a_cooperative",
+            f"{found.organisation.name_zh} is a {found.organisation.kind}; {why}.",
+            code=f"not_a_{kind}",
         )
     return found.organisation
 

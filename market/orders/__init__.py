@@ -1,0 +1,1 @@
+"""Orders: lines from listings (later gift packages), fulfilments per cooperative, shipments."""

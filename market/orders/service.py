@@ -1,0 +1,572 @@
+"""Orders: placing (stock reserved in the same transaction), paying, cancelling, expiring;
+fulfilments per cooperative: packing, shipping (reserved stock becomes sold), delivery
+confirmed by the buyer or by time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any, NoReturn
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from market.calendar import china_today
+from market.catalog import service as catalog_service
+from market.db import utcnow
+from market.errors import Conflict, Invalid, NotFound
+from market.listings import service as listings_service
+from market.logistics import service as logistics_service
+from market.orders import states
+from market.orders.models import Fulfilment, Order, OrderLine, Shipment, ShipmentEvent
+from market.organisations import service as organisations_service
+from market.organisations.models import Organisation
+from market.pagination import PageParams, paginate
+from market.regions import service as regions_service
+from market.sourcing import service as sourcing_service
+
+MAX_LINES = 50
+# the most perishable storage class of a shipment decides how it travels
+_STORAGE_RANK = {"ambient": 0, "chilled": 1, "frozen": 2}
+
+
+@dataclass(frozen=True)
+class Terms:
+    """The business rules an order is placed under (from settings)."""
+
+    fee_bps: int
+    payment_minutes: int
+    freshness_margin_days: int
+
+
+def fee_fen(goods_fen: int, fee_bps: int) -> int:
+    """The platform fee on the goods, rounded half-even to a whole fen."""
+    exact = Decimal(goods_fen) * Decimal(fee_bps) / Decimal(10_000)
+    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+def tier_price(base_fen: int, tiers: list[tuple[int, int]], quantity: int) -> int:
+    """The unit price for `quantity`: the tier with the largest minimum it reaches."""
+    price = base_fen
+    for min_quantity, unit_price_fen in sorted(tiers):
+        if quantity >= min_quantity:
+            price = unit_price_fen
+    return price
+
+
+async def get_order(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    buyer_id: uuid.UUID | None = None,
+    lock: bool = False,
+) -> Order:
+    """An order; NotFound when missing or (with buyer_id) another buyer's."""
+    stmt = select(Order).where(Order.id == order_id)
+    if buyer_id is not None:
+        stmt = stmt.where(Order.buyer_id == buyer_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    order = await session.scalar(stmt)
+    if order is None:
+        raise NotFound("No such order.")
+    return order
+
+
+async def lines_of(session: AsyncSession, order_ids: list[uuid.UUID]) -> list[OrderLine]:
+    rows = await session.scalars(
+        select(OrderLine).where(OrderLine.order_id.in_(order_ids)).order_by(OrderLine.id)
+    )
+    return list(rows)
+
+
+async def fulfilments_of(session: AsyncSession, order_ids: list[uuid.UUID]) -> list[Fulfilment]:
+    rows = await session.scalars(
+        select(Fulfilment)
+        .where(Fulfilment.order_id.in_(order_ids))
+        .order_by(Fulfilment.created_at, Fulfilment.id)
+    )
+    return list(rows)
+
+
+async def shipments_of(session: AsyncSession, fulfilment_ids: list[uuid.UUID]) -> list[Shipment]:
+    rows = await session.scalars(
+        select(Shipment)
+        .where(Shipment.fulfilment_id.in_(fulfilment_ids))
+        .order_by(Shipment.created_at, Shipment.id)
+    )
+    return list(rows)
+
+
+async def events_of(session: AsyncSession, shipment_ids: list[uuid.UUID]) -> list[ShipmentEvent]:
+    rows = await session.scalars(
+        select(ShipmentEvent)
+        .where(ShipmentEvent.shipment_id.in_(shipment_ids))
+        .order_by(ShipmentEvent.happened_at, ShipmentEvent.id)
+    )
+    return list(rows)
+
+
+async def list_orders(
+    session: AsyncSession, *, buyer_id: uuid.UUID, page: PageParams, status: str | None = None
+) -> tuple[list[Order], str | None]:
+    stmt = select(Order).where(Order.buyer_id == buyer_id)
+    if status is not None:
+        stmt = stmt.where(Order.status == status)
+    return await paginate(session, stmt, page, [Order.created_at, Order.id], descending=True)
+
+
+# ---------------------------------------------------------------- placing
+
+
+@dataclass
+class _Line:
+    index: int  # of the first request line for this listing (errors name it)
+    listing_id: uuid.UUID
+    quantity: int
+
+
+def _merge(lines: list[dict[str, Any]]) -> list[_Line]:
+    """Request lines summed per listing (two lines of one listing are one reservation and
+    one price tier), in listing-id order: every order locks listings in the same order, so
+    concurrent orders never deadlock."""
+    if not lines:
+        raise Invalid.field("lines", "An order needs at least one line.")
+    if len(lines) > MAX_LINES:
+        raise Invalid.field("lines", f"At most {MAX_LINES} lines per order.")
+    merged: dict[uuid.UUID, _Line] = {}
+    for index, line in enumerate(lines):
+        found = merged.get(line["listing_id"])
+        if found is None:
+            merged[line["listing_id"]] = _Line(index, line["listing_id"], line["quantity"])
+        else:
+            found.quantity += line["quantity"]
+    return sorted(merged.values(), key=lambda x: x.listing_id)
+
+
+async def _not_on_sale(session: AsyncSession, listing_id: uuid.UUID, field: str) -> NoReturn:
+    """Why a listing cannot be ordered: sold out is a conflict over stock (409, as when the
+    reservation itself finds too little); anything else is not on sale (422)."""
+    try:
+        listing = await listings_service.get_listing(session, listing_id=listing_id)
+    except NotFound:
+        listing = None
+    if listing is not None and listing.status == "sold_out":
+        raise Conflict(
+            f"{listing.title_zh} is sold out: 0 available.",
+            code="insufficient_stock",
+            errors=[{"field": f"{field}.quantity", "message": "0 available"}],
+        )
+    raise Invalid.field(
+        f"{field}.listing_id", "This listing is not on sale now.", code="not_on_sale"
+    )
+
+
+async def place_order(
+    session: AsyncSession,
+    *,
+    buyer: Organisation,
+    user_id: uuid.UUID | None,
+    data: dict[str, Any],
+    terms: Terms,
+    source: str = "direct",
+    prices: dict[uuid.UUID, int] | None = None,
+) -> Order:
+    """Price the lines (quantity tiers), estimate freight per cooperative, reserve the stock
+    and write the order, all in the caller's transaction: either everything or nothing.
+
+    `prices` fixes the unit price per listing (an accepted bid or a cleared auction) instead
+    of the listed price; only `fixed` listings are ordered directly."""
+    if buyer.verification_status != "verified":
+        raise Conflict(
+            "Your organisation is not verified by the platform yet; orders open once it is.",
+            code="buyer_not_verified",
+        )
+    destination = data["destination_code"]
+    await regions_service.require_region(session, destination, field="destination_code")
+    merged = _merge(data["lines"])
+    today = china_today()
+    connection = await session.connection()
+    public = {
+        row["id"]: row
+        for row in await listings_service.public_rows(
+            connection, [x.listing_id for x in merged], today
+        )
+    }
+    order = Order(
+        id=uuid.uuid4(),
+        buyer_id=buyer.id,
+        placed_by_id=user_id,
+        status="pending_payment",
+        source=source,
+        destination_code=destination,
+        address=data["address"],
+        contact_name=data["contact_name"],
+        contact_phone=data["contact_phone"],
+        note=data.get("note"),
+        fee_bps=terms.fee_bps,
+        payment_due_at=utcnow() + dt.timedelta(minutes=terms.payment_minutes),
+    )
+    # per cooperative: the goods, the weight, the most perishable storage class, the lines
+    shipments: dict[uuid.UUID, dict[str, Any]] = defaultdict(
+        lambda: {"goods": 0, "grams": 0, "storage": "ambient", "lines": []}
+    )
+    for line in merged:
+        field = f"lines.{line.index}"
+        row = public.get(str(line.listing_id))
+        if row is None:
+            await _not_on_sale(session, line.listing_id, field)
+        if prices is None and row["sale_mode"] != "fixed":
+            raise Invalid.field(
+                f"{field}.listing_id",
+                f"This listing is sold by {row['sale_mode']} (bid or auction), not at a fixed "
+                "price.",
+                code="not_fixed_price",
+            )
+        if row["cooperative_id"] == str(buyer.id):
+            raise Invalid.field(f"{field}.listing_id", "You cannot buy your own listing.")
+        if prices is None and line.quantity < row["min_order_quantity"]:
+            raise Invalid.field(
+                f"{field}.quantity",
+                f"The minimum order for this listing is {row['min_order_quantity']} "
+                f"(ordered: {line.quantity}).",
+                code="below_minimum_order",
+            )
+        listing = await listings_service.get_listing(session, listing_id=line.listing_id)
+        product = await catalog_service.get_product(session, product_id=listing.product_id)
+        lot = await sourcing_service.get_lot(session, lot_id=listing.lot_id)
+        tiers = list(zip(row["tier_quantities"] or [], row["tier_prices"] or [], strict=True))
+        unit_price = (prices or {}).get(line.listing_id) or tier_price(
+            row["unit_price_fen"], tiers, line.quantity
+        )
+        unit_size = catalog_service.unit_size(product)
+        grams = (product.box_net_weight_g or 0) if product.unit == "piece" else unit_size
+        shipment = shipments[uuid.UUID(row["cooperative_id"])]
+        shipment["origin"] = row["county_code"]
+        shipment["goods"] += unit_price * line.quantity
+        shipment["grams"] += grams * line.quantity
+        if _STORAGE_RANK[product.storage_class] > _STORAGE_RANK[shipment["storage"]]:
+            shipment["storage"] = product.storage_class
+        order_line = OrderLine(
+            order_id=order.id,
+            listing_id=line.listing_id,
+            lot_id=listing.lot_id,
+            title_zh=listing.title_zh,
+            quantity=line.quantity,
+            unit_size=unit_size,
+            unit_price_fen=unit_price,
+            line_total_fen=unit_price * line.quantity,
+            poor_share_bp=sourcing_service.share_bp(
+                int(row["poor_value_fen"] or 0), int(row["value_fen"] or 0)
+            ),
+        )
+        shipment["lines"].append((order_line, field, product, lot))
+
+    # one fulfilment per cooperative; its freight by the shipment's weight and storage class,
+    # and every line must stay fresh for the journey
+    fulfilments: list[Fulfilment] = []
+    lines: list[OrderLine] = []
+    for cooperative_id, shipment in shipments.items():
+        _, _, straight = await regions_service.distance(session, shipment["origin"], destination)
+        km = logistics_service.road_km(straight)
+        rate = logistics_service.rate_for(shipment["storage"], shipment["grams"])
+        days = logistics_service.transit_days(rate, km)
+        fulfilment = Fulfilment(
+            id=uuid.uuid4(),
+            order_id=order.id,
+            cooperative_id=cooperative_id,
+            status="pending",
+            goods_fen=shipment["goods"],
+            logistics_fen=logistics_service.freight_fen(rate, shipment["grams"], km),
+            transit_days=days,
+        )
+        fulfilments.append(fulfilment)
+        for order_line, field, product, lot in shipment["lines"]:
+            fresh = logistics_service.freshness(
+                shelf_life_days=product.shelf_life_days,
+                made_on=lot.production_date or lot.harvest_date,
+                today=today,
+                transit=days,
+                margin_days=terms.freshness_margin_days,
+            )
+            if not fresh.suitable:
+                raise Invalid.field(
+                    f"{field}.listing_id",
+                    f"Not suitable for this destination: {fresh.reason}",
+                    code="not_fresh_on_arrival",
+                )
+            order_line.fulfilment_id = fulfilment.id
+            lines.append(order_line)
+
+    order.goods_fen = sum(f.goods_fen for f in fulfilments)
+    order.logistics_fen = sum(f.logistics_fen for f in fulfilments)
+    order.fee_fen = fee_fen(order.goods_fen, terms.fee_bps)
+    order.total_fen = order.goods_fen + order.logistics_fen + order.fee_fen
+    session.add(order)
+    await session.flush()
+    session.add_all(fulfilments)
+    await session.flush()
+    session.add_all(lines)
+    await session.flush()
+    # reservations last, in listing order; a refusal (409 insufficient_stock) rolls back all
+    for line in merged:
+        await listings_service.reserve(
+            session,
+            listing_id=line.listing_id,
+            quantity=line.quantity,
+            reason=f"order {order.id}",
+            reference=str(order.id),
+            user_id=user_id,
+            check_window=prices is None,
+        )
+    return order
+
+
+# ---------------------------------------------------------------- paying, cancelling, expiring
+
+
+async def _release_all(session: AsyncSession, order: Order, reason: str) -> None:
+    for line in sorted(await lines_of(session, [order.id]), key=lambda x: x.listing_id):
+        await listings_service.release(
+            session,
+            listing_id=line.listing_id,
+            quantity=line.quantity,
+            reason=reason,
+            reference=str(order.id),
+        )
+
+
+async def mark_paid(session: AsyncSession, *, order_id: uuid.UUID, reference: str) -> Order:
+    """The payment step (called by payments once the money is secured). The stock stays
+    reserved until the cooperative ships. An order past its payment deadline is expired
+    instead, and the payment refused (409 naming the status)."""
+    order = await get_order(session, order_id=order_id, lock=True)
+    if order.status == "pending_payment" and order.payment_due_at <= utcnow():
+        await _expire(session, order)
+    order.status = states.order_transition(order.status, "pay")
+    order.paid_at = utcnow()
+    order.payment_reference = reference
+    order.updated_at = utcnow()
+    await session.flush()
+    return order
+
+
+async def _expire(session: AsyncSession, order: Order) -> None:
+    order.status = states.order_transition(order.status, "expire")
+    order.cancelled_at = utcnow()
+    order.cancel_reason = "not paid in time"
+    order.updated_at = utcnow()
+    await _release_all(session, order, f"order {order.id} expired unpaid")
+    await session.flush()
+
+
+async def expire_unpaid(session: AsyncSession, *, limit: int = 100) -> int:
+    """Expire orders past their payment deadline and free their stock. Several workers may
+    run this at once: each order is claimed by one (SKIP LOCKED)."""
+    orders = list(
+        await session.scalars(
+            select(Order)
+            .where(Order.status == "pending_payment", Order.payment_due_at <= utcnow())
+            .order_by(Order.payment_due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for order in orders:
+        await _expire(session, order)
+    return len(orders)
+
+
+async def cancel_order(
+    session: AsyncSession, *, order_id: uuid.UUID, buyer_id: uuid.UUID, reason: str
+) -> Order:
+    """The buyer cancels before anything has shipped: the reserved stock goes back. (A paid
+    order's refund is the payments step's.)"""
+    order = await get_order(session, order_id=order_id, buyer_id=buyer_id, lock=True)
+    fulfilments = await fulfilments_of(session, [order.id])
+    shipped = [f for f in fulfilments if f.status not in ("pending", "packed", "cancelled")]
+    if shipped:
+        raise Conflict(
+            "Part of this order has shipped; it can no longer be cancelled. Open a dispute "
+            "instead if something is wrong.",
+            code="already_shipped",
+            current_status=order.status,
+        )
+    order.status = states.order_transition(order.status, "cancel")
+    order.cancelled_at = utcnow()
+    order.cancel_reason = reason
+    order.updated_at = utcnow()
+    for fulfilment in fulfilments:
+        fulfilment.status = states.fulfilment_transition(fulfilment.status, "cancel")
+    await _release_all(session, order, f"order {order.id} cancelled: {reason}")
+    await session.flush()
+    return order
+
+
+# ---------------------------------------------------------------- fulfilment
+
+
+async def get_fulfilment(
+    session: AsyncSession,
+    *,
+    fulfilment_id: uuid.UUID,
+    cooperative_id: uuid.UUID | None = None,
+    order_id: uuid.UUID | None = None,
+    lock: bool = False,
+) -> Fulfilment:
+    stmt = select(Fulfilment).where(Fulfilment.id == fulfilment_id)
+    if cooperative_id is not None:
+        stmt = stmt.where(Fulfilment.cooperative_id == cooperative_id)
+    if order_id is not None:
+        stmt = stmt.where(Fulfilment.order_id == order_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    fulfilment = await session.scalar(stmt)
+    if fulfilment is None:
+        raise NotFound("No such fulfilment.")
+    return fulfilment
+
+
+async def list_fulfilments(
+    session: AsyncSession, *, cooperative_id: uuid.UUID, page: PageParams, status: str | None
+) -> tuple[list[Fulfilment], str | None]:
+    """The cooperative's incoming work: fulfilments of paid orders (and later ones)."""
+    stmt = (
+        select(Fulfilment)
+        .join(Order, Order.id == Fulfilment.order_id)
+        .where(Fulfilment.cooperative_id == cooperative_id, Order.paid_at.is_not(None))
+    )
+    if status is not None:
+        stmt = stmt.where(Fulfilment.status == status)
+    return await paginate(
+        session, stmt, page, [Fulfilment.created_at, Fulfilment.id], descending=True
+    )
+
+
+async def _paid_order_of(session: AsyncSession, fulfilment: Fulfilment) -> Order:
+    order = await get_order(session, order_id=fulfilment.order_id)
+    if order.status != "paid":
+        raise Conflict(
+            f"The order is {order.status.replace('_', ' ')}; only paid orders are fulfilled.",
+            code="order_not_paid",
+            current_status=order.status,
+        )
+    return order
+
+
+async def pack(
+    session: AsyncSession, *, fulfilment_id: uuid.UUID, cooperative_id: uuid.UUID
+) -> Fulfilment:
+    fulfilment = await get_fulfilment(
+        session, fulfilment_id=fulfilment_id, cooperative_id=cooperative_id, lock=True
+    )
+    await _paid_order_of(session, fulfilment)
+    fulfilment.status = states.fulfilment_transition(fulfilment.status, "pack")
+    fulfilment.packed_at = utcnow()
+    await session.flush()
+    return fulfilment
+
+
+async def ship(
+    session: AsyncSession,
+    *,
+    fulfilment_id: uuid.UUID,
+    cooperative_id: uuid.UUID,
+    data: dict[str, Any],
+    user_id: uuid.UUID | None,
+    auto_confirm_days: int,
+) -> Shipment:
+    """Hand the goods to a carrier: the fulfilment's reserved stock is sold, and the clock for
+    automatic delivery confirmation starts."""
+    fulfilment = await get_fulfilment(
+        session, fulfilment_id=fulfilment_id, cooperative_id=cooperative_id, lock=True
+    )
+    await _paid_order_of(session, fulfilment)
+    fulfilment.status = states.fulfilment_transition(fulfilment.status, "ship")
+    fulfilment.shipped_at = utcnow()
+    fulfilment.confirm_by = fulfilment.shipped_at + dt.timedelta(days=auto_confirm_days)
+    lines = await session.scalars(
+        select(OrderLine)
+        .where(OrderLine.fulfilment_id == fulfilment.id)
+        .order_by(OrderLine.listing_id)
+    )
+    for line in lines:  # what leaves is sold: reserved → sold
+        await listings_service.sell(
+            session,
+            listing_id=line.listing_id,
+            quantity=line.quantity,
+            reason=f"order {fulfilment.order_id} shipped",
+            reference=str(fulfilment.order_id),
+            user_id=user_id,
+        )
+    shipment = Shipment(fulfilment_id=fulfilment.id, shipped_by_id=user_id, **data)
+    session.add(shipment)
+    await session.flush()
+    return shipment
+
+
+async def add_tracking_event(
+    session: AsyncSession,
+    *,
+    shipment_id: uuid.UUID,
+    cooperative_id: uuid.UUID,
+    data: dict[str, Any],
+) -> ShipmentEvent:
+    shipment = await session.scalar(
+        select(Shipment)
+        .join(Fulfilment, Fulfilment.id == Shipment.fulfilment_id)
+        .where(Shipment.id == shipment_id, Fulfilment.cooperative_id == cooperative_id)
+    )
+    if shipment is None:
+        raise NotFound("No such shipment.")
+    event = ShipmentEvent(shipment_id=shipment.id, **data)
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def _deliver(session: AsyncSession, fulfilment: Fulfilment, by: str) -> None:
+    fulfilment.status = states.fulfilment_transition(fulfilment.status, "deliver")
+    fulfilment.delivered_at = utcnow()
+    fulfilment.delivery_confirmed_by = by
+    await session.flush()
+    order = await get_order(session, order_id=fulfilment.order_id, lock=True)
+    others = await fulfilments_of(session, [order.id])
+    if order.status == "paid" and all(f.status in ("delivered", "cancelled") for f in others):
+        order.status = states.order_transition(order.status, "complete")
+        order.updated_at = utcnow()
+        await session.flush()
+
+
+async def confirm_delivery(
+    session: AsyncSession, *, order_id: uuid.UUID, fulfilment_id: uuid.UUID, buyer_id: uuid.UUID
+) -> Fulfilment:
+    await get_order(session, order_id=order_id, buyer_id=buyer_id)
+    fulfilment = await get_fulfilment(
+        session, fulfilment_id=fulfilment_id, order_id=order_id, lock=True
+    )
+    await _deliver(session, fulfilment, "buyer")
+    return fulfilment
+
+
+async def auto_confirm(session: AsyncSession, *, limit: int = 100) -> int:
+    """Confirm delivery of fulfilments shipped long enough ago that the buyer said nothing."""
+    due = list(
+        await session.scalars(
+            select(Fulfilment)
+            .where(Fulfilment.status == "shipped", Fulfilment.confirm_by <= utcnow())
+            .order_by(Fulfilment.confirm_by)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for fulfilment in due:
+        await _deliver(session, fulfilment, "auto")
+    return len(due)
+
+
+async def cooperative_of(session: AsyncSession, cooperative_id: uuid.UUID) -> Organisation:
+    return await organisations_service.get_organisation(session, organisation_id=cooperative_id)

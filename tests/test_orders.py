@@ -1,0 +1,469 @@
+"""Direct orders through the API: pricing, reservations, payment deadline, fulfilment,
+shipments, delivery; access rules; 50 buyers racing for the last 10 kg."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from market.errors import Conflict
+from market.listings.models import Listing, StockMovement
+from market.orders import service as orders_service
+from market.orders import states
+from market.orders.models import Fulfilment, Order
+from tests.factories import bearer, member_with_token
+from tests.factories_listings import Supply, make_listing, make_supply
+from tests.test_listings import key, problem
+
+ADDRESS = {
+    "destination_code": "110105",
+    "address": "北京市朝阳区新发地农产品批发市场 B 区 12 号",
+    "contact_name": "王建国",
+    "contact_phone": "13800138000",
+}
+
+
+async def buyer(session: AsyncSession) -> tuple[Any, str]:
+    _, organisation, token = await member_with_token(session, kind="buyer", region_code="110105")
+    return organisation, token
+
+
+def orders_url(organisation: Any, *rest: object) -> str:
+    return "/".join([f"/organisations/{organisation.id}/orders", *map(str, rest)])
+
+
+def fulfilments_url(supply: Supply, *rest: object) -> str:
+    return "/".join([f"/organisations/{supply.cooperative.id}/fulfilments", *map(str, rest)])
+
+
+async def place(
+    client: httpx.AsyncClient,
+    organisation: Any,
+    token: str,
+    lines: list[dict[str, Any]],
+    **extra: Any,
+) -> httpx.Response:
+    return await client.post(
+        orders_url(organisation),
+        headers=bearer(token) | key(),
+        json={"lines": lines, **ADDRESS, **extra},
+    )
+
+
+async def listing_state(session: AsyncSession, listing_id: uuid.UUID) -> tuple[int, int, int]:
+    row = (
+        await session.execute(
+            select(Listing.quantity_available, Listing.quantity_reserved, Listing.quantity_sold)
+            .where(Listing.id == listing_id)
+            .execution_options(populate_existing=True)
+        )
+    ).one()
+    return row[0], row[1], row[2]
+
+
+# ---------------------------------------------------------------- placing
+
+
+async def test_an_order_prices_tiers_freight_and_fee_and_reserves_the_stock(client, session):
+    supply = await make_supply(session)  # 500 g boxes; 6800, from 20: 6500, from 40: 6200
+    listing = await make_listing(session, supply)  # 50 boxes
+    organisation, token = await buyer(session)
+    # two lines of one listing count as one: 15 + 10 = 25 boxes reach the 20-box tier
+    response = await place(
+        client,
+        organisation,
+        token,
+        [
+            {"listing_id": str(listing.id), "quantity": 15},
+            {"listing_id": str(listing.id), "quantity": 10},
+        ],
+    )
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert order["status"] == "pending_payment"
+    assert order["goods_fen"] == 25 * 6500
+    assert order["fee_bps"] == 300 and order["fee_fen"] == 4875  # 3 % of 162,500
+    assert order["logistics_fen"] > 0
+    assert order["total_fen"] == order["goods_fen"] + order["logistics_fen"] + order["fee_fen"]
+    [fulfilment] = order["fulfilments"]
+    assert fulfilment["cooperative_id"] == str(supply.cooperative.id)
+    assert fulfilment["goods_fen"] == order["goods_fen"]
+    assert fulfilment["logistics_fen"] == order["logistics_fen"]
+    [line] = fulfilment["lines"]
+    assert (line["quantity"], line["unit_price_fen"], line["line_total_fen"]) == (25, 6500, 162_500)
+    assert line["poor_share_bp"] == 6000  # frozen from the lot
+    due = dt.datetime.fromisoformat(order["payment_due_at"])
+    assert dt.timedelta(minutes=29) < due - dt.datetime.now(dt.UTC) <= dt.timedelta(minutes=30)
+    assert await listing_state(session, listing.id) == (25, 25, 0)
+    reserve = await session.scalar(
+        select(StockMovement).where(
+            StockMovement.listing_id == listing.id, StockMovement.kind == "reserve"
+        )
+    )
+    assert reserve is not None and reserve.reference == order["id"]
+
+    read = await client.get(orders_url(organisation, order["id"]), headers=bearer(token))
+    assert read.status_code == 200 and read.json() == order
+    page = await client.get(orders_url(organisation), headers=bearer(token))
+    assert [o["id"] for o in page.json()["items"]] == [order["id"]]
+
+
+async def test_bad_orders_name_the_field_and_write_nothing(client, session):
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    auction_like = await make_listing(session, supply, sale_mode="negotiable", price_tiers=[])
+    organisation, token = await buyer(session)
+    one = str(listing.id)
+    cases = [
+        ([{"listing_id": one, "quantity": 0}], {}, "lines.0.quantity"),
+        ([{"listing_id": one, "quantity": -3}], {}, "lines.0.quantity"),
+        ([{"listing_id": one, "quantity": 1.5}], {}, "lines.0.quantity"),
+        ([{"listing_id": one, "quantity": 10**13}], {}, "lines.0.quantity"),
+        ([{"listing_id": one, "quantity": 2}], {}, "lines.0.quantity"),  # minimum order 5
+        ([{"listing_id": one, "quantity": 5, "price": 1}], {}, "lines.0.price"),
+        ([], {}, "lines"),
+        ([{"listing_id": str(uuid.uuid4()), "quantity": 5}], {}, "lines.0.listing_id"),
+        ([{"listing_id": str(auction_like.id), "quantity": 5}], {}, "lines.0.listing_id"),
+        ([{"listing_id": one, "quantity": 5}], {"destination_code": "999999"}, "destination_code"),
+        ([{"listing_id": one, "quantity": 5}], {"contact_phone": "call me"}, "contact_phone"),
+        ([{"listing_id": one, "quantity": 5}], {"colour": "red"}, "colour"),
+    ]
+    for lines, extra, field in cases:
+        response = await place(client, organisation, token, lines, **extra)
+        assert response.status_code == 422, (field, response.text)
+        assert field in [e["field"] for e in response.json()["errors"]], (field, response.json())
+    too_many = await place(client, organisation, token, [{"listing_id": one, "quantity": 51}])
+    problem(too_many, 409, "insufficient_stock")
+    assert await session.scalar(select(func.count()).select_from(Order)) == 0
+    assert await listing_state(session, listing.id) == (50, 0, 0)
+    no_key = await client.post(
+        orders_url(organisation),
+        headers=bearer(token),
+        json={"lines": [{"listing_id": one, "quantity": 5}], **ADDRESS},
+    )
+    problem(no_key, 422, "idempotency_key_required")
+
+
+async def test_orders_are_scoped_to_the_buyer(client, session):
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    other, other_token = await buyer(session)
+    order = (
+        await place(client, organisation, token, [{"listing_id": str(listing.id), "quantity": 5}])
+    ).json()
+    # another buyer: 404 through its own organisation, 404 through ours
+    assert (
+        await client.get(orders_url(other, order["id"]), headers=bearer(other_token))
+    ).status_code == 404
+    assert (
+        await client.get(orders_url(organisation, order["id"]), headers=bearer(other_token))
+    ).status_code == 404
+    cancel = await client.post(
+        orders_url(other, order["id"], "cancel"),
+        headers=bearer(other_token) | key(),
+        json={"reason": "x"},
+    )
+    assert cancel.status_code == 404
+    # a cooperative cannot place orders, a buyer cannot fulfil
+    problem(
+        await place(
+            client,
+            supply.cooperative,
+            supply.token,
+            [{"listing_id": str(listing.id), "quantity": 5}],
+        ),
+        403,
+        "not_a_buyer",
+    )
+    problem(
+        await client.get(f"/organisations/{organisation.id}/fulfilments", headers=bearer(token)),
+        403,
+        "not_a_cooperative",
+    )
+
+
+# ---------------------------------------------------------------- the payment deadline
+
+
+async def test_unpaid_orders_expire_free_the_stock_and_cannot_be_paid(client, session):
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    order_id = (
+        await place(client, organisation, token, [{"listing_id": str(listing.id), "quantity": 20}])
+    ).json()["id"]
+    assert await listing_state(session, listing.id) == (30, 20, 0)
+    await session.execute(
+        update(Order)
+        .where(Order.id == uuid.UUID(order_id))
+        .values(payment_due_at=func.now() - dt.timedelta(seconds=1))
+    )
+    assert await orders_service.expire_unpaid(session) == 1
+    assert await listing_state(session, listing.id) == (50, 0, 0)
+    read = (await client.get(orders_url(organisation, order_id), headers=bearer(token))).json()
+    assert read["status"] == "expired" and read["cancel_reason"] == "not paid in time"
+    try:
+        await orders_service.mark_paid(session, order_id=uuid.UUID(order_id), reference="BANK-1")
+    except Conflict as refused:
+        assert refused.extensions["current_status"] == "expired"
+        assert "expired" in refused.detail
+    else:
+        raise AssertionError("an expired order was paid")
+
+
+async def test_a_payment_after_the_deadline_expires_the_order_first(session, client):
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    order_id = uuid.UUID(
+        (
+            await place(
+                client, organisation, token, [{"listing_id": str(listing.id), "quantity": 5}]
+            )
+        ).json()["id"]
+    )
+    await session.execute(
+        update(Order).where(Order.id == order_id).values(payment_due_at=func.now())
+    )
+    try:
+        await orders_service.mark_paid(session, order_id=order_id, reference="late")
+    except Conflict as refused:
+        assert refused.code == "invalid_transition"
+    assert await listing_state(session, listing.id) == (50, 0, 0)
+
+
+# ---------------------------------------------------------------- fulfilment
+
+
+async def test_pay_pack_ship_track_and_confirm_delivery(client, session):
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    order_id = (
+        await place(client, organisation, token, [{"listing_id": str(listing.id), "quantity": 10}])
+    ).json()["id"]
+    coop = bearer(supply.token)
+    # nothing to do for the cooperative until the order is paid
+    assert (await client.get(fulfilments_url(supply), headers=coop)).json()["items"] == []
+    await orders_service.mark_paid(session, order_id=uuid.UUID(order_id), reference="BANK-42")
+
+    [incoming] = (await client.get(fulfilments_url(supply), headers=coop)).json()["items"]
+    assert incoming["order_status"] == "paid"
+    assert incoming["deliver_to"]["contact_name"] == "王建国"
+    fid = incoming["id"]
+    packed = await client.post(fulfilments_url(supply, fid, "pack"), headers=coop)
+    assert packed.status_code == 200 and packed.json()["status"] == "packed"
+    again = problem(
+        await client.post(fulfilments_url(supply, fid, "pack"), headers=coop),
+        409,
+        "invalid_transition",
+    )
+    assert again["current_status"] == "packed"
+
+    shipped = await client.post(
+        fulfilments_url(supply, fid, "shipments"),
+        headers=coop | key(),
+        json={"carrier": "顺丰冷运", "tracking_number": "SF1234567890", "cold_chain": False},
+    )
+    assert shipped.status_code == 201, shipped.text
+    body = shipped.json()
+    assert body["status"] == "shipped" and body["confirm_by"] is not None
+    assert await listing_state(session, listing.id) == (40, 0, 10)  # reserved → sold
+    shipment_id = body["shipments"][0]["id"]
+    event = await client.post(
+        f"/organisations/{supply.cooperative.id}/shipments/{shipment_id}/events",
+        headers=coop,
+        json={
+            "happened_at": "2026-12-02T08:30:00+08:00",
+            "location": "北京顺义",
+            "description": "已到达转运中心",
+        },
+    )
+    assert event.status_code == 201, event.text
+
+    # shipped: the buyer can no longer cancel
+    late = await client.post(
+        orders_url(organisation, order_id, "cancel"),
+        headers=bearer(token) | key(),
+        json={"reason": "太晚"},
+    )
+    assert problem(late, 409, "already_shipped")["current_status"] == "paid"
+
+    confirmed = await client.post(
+        orders_url(organisation, order_id, "fulfilments", fid, "confirm-delivery"),
+        headers=bearer(token),
+    )
+    assert confirmed.status_code == 200, confirmed.text
+    order = confirmed.json()
+    assert order["status"] == "completed"
+    [fulfilment] = order["fulfilments"]
+    assert fulfilment["delivery_confirmed_by"] == "buyer"
+    assert fulfilment["shipments"][0]["events"][0]["description"] == "已到达转运中心"
+    twice = await client.post(
+        orders_url(organisation, order_id, "fulfilments", fid, "confirm-delivery"),
+        headers=bearer(token),
+    )
+    assert problem(twice, 409, "invalid_transition")["current_status"] == "delivered"
+
+
+async def test_unconfirmed_deliveries_confirm_themselves(client, session):
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    order_id = uuid.UUID(
+        (
+            await place(
+                client, organisation, token, [{"listing_id": str(listing.id), "quantity": 5}]
+            )
+        ).json()["id"]
+    )
+    await orders_service.mark_paid(session, order_id=order_id, reference="BANK-7")
+    [fulfilment] = await orders_service.fulfilments_of(session, [order_id])
+    await orders_service.ship(
+        session,
+        fulfilment_id=fulfilment.id,
+        cooperative_id=supply.cooperative.id,
+        data={"carrier": "中通", "tracking_number": "ZT1", "cold_chain": False},
+        user_id=None,
+        auto_confirm_days=10,
+    )
+    assert await orders_service.auto_confirm(session) == 0  # not due yet
+    await session.execute(
+        update(Fulfilment).where(Fulfilment.id == fulfilment.id).values(confirm_by=func.now())
+    )
+    assert await orders_service.auto_confirm(session) == 1
+    order = await orders_service.get_order(session, order_id=order_id)
+    await session.refresh(order)
+    await session.refresh(fulfilment)
+    assert (order.status, fulfilment.status, fulfilment.delivery_confirmed_by) == (
+        "completed",
+        "delivered",
+        "auto",
+    )
+
+
+async def test_cancel_before_shipment_releases_the_stock(client, session):
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    order_id = (
+        await place(client, organisation, token, [{"listing_id": str(listing.id), "quantity": 8}])
+    ).json()["id"]
+    await orders_service.mark_paid(session, order_id=uuid.UUID(order_id), reference="BANK-9")
+    cancelled = await client.post(
+        orders_url(organisation, order_id, "cancel"),
+        headers=bearer(token) | key(),
+        json={"reason": "采购计划调整"},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["fulfilments"][0]["status"] == "cancelled"
+    assert await listing_state(session, listing.id) == (50, 0, 0)
+    again = await client.post(
+        orders_url(organisation, order_id, "cancel"),
+        headers=bearer(token) | key(),
+        json={"reason": "x"},
+    )
+    assert problem(again, 409, "invalid_transition")["current_status"] == "cancelled"
+
+
+def test_every_illegal_transition_names_the_current_status():
+    for table, move in (
+        (states.ORDER_TRANSITIONS, states.order_transition),
+        (states.FULFILMENT_TRANSITIONS, states.fulfilment_transition),
+    ):
+        statuses = {s for edges in table.values() for pair in edges.items() for s in pair}
+        for event, edges in table.items():
+            for status in statuses - set(edges):
+                try:
+                    move(status, event)
+                except Conflict as refused:
+                    assert refused.extensions == {"current_status": status}
+                    assert refused.code == "invalid_transition"
+                else:
+                    raise AssertionError(f"{event} from {status} was allowed")
+
+
+# ---------------------------------------------------------------- concurrency and idempotency
+
+
+async def test_fifty_buyers_race_for_the_last_ten_kilograms(committing_client, committing_session):
+    supply = await make_supply(
+        committing_session,
+        product={"name_zh": "靖远枸杞 散装", "unit": "kg", "box_net_weight_g": None},
+    )
+    listing = await make_listing(
+        committing_session,
+        supply,
+        quantity=10,
+        min_order_quantity=1,
+        price_tiers=[],
+        unit_price_fen=6000,
+    )
+    buyers = [await buyer(committing_session) for _ in range(50)]
+    await committing_session.commit()
+
+    responses = await asyncio.gather(
+        *[
+            place(
+                committing_client,
+                organisation,
+                token,
+                [{"listing_id": str(listing.id), "quantity": 1}],
+            )
+            for organisation, token in buyers
+        ]
+    )
+    codes = sorted(r.status_code for r in responses)
+    assert codes == [201] * 10 + [409] * 40, codes
+    refusals = [r.json() for r in responses if r.status_code == 409]
+    assert {r["code"] for r in refusals} == {"insufficient_stock"}
+    assert all("available" in r["detail"] for r in refusals)
+    assert await listing_state(committing_session, listing.id) == (0, 10, 0)
+    orders = await committing_session.scalar(select(func.count()).select_from(Order))
+    assert orders == 10
+    # the stock ledger balances: every reservation is one movement of one order
+    moved = await committing_session.execute(
+        text(
+            "SELECT count(*), -sum(quantity), count(DISTINCT reference) FROM stock_movement "
+            "WHERE listing_id = :id AND kind = 'reserve'"
+        ),
+        {"id": listing.id},
+    )
+    assert tuple(moved.one()) == (10, 10, 10)
+
+
+async def test_the_same_idempotency_key_twice_at_once_places_one_order(
+    committing_client, committing_session
+):
+    supply = await make_supply(committing_session)
+    listing = await make_listing(committing_session, supply)
+    organisation, token = await buyer(committing_session)
+    await committing_session.commit()
+    headers = bearer(token) | {"Idempotency-Key": "order-2026-11-30-001"}
+    body = {"lines": [{"listing_id": str(listing.id), "quantity": 5}], **ADDRESS}
+    first, second = await asyncio.gather(
+        committing_client.post(orders_url(organisation), headers=headers, json=body),
+        committing_client.post(orders_url(organisation), headers=headers, json=body),
+    )
+    statuses = sorted([first.status_code, second.status_code])
+    if statuses == [201, 201]:
+        assert first.json() == second.json()
+    else:  # the second arrived while the first was in flight
+        assert statuses == [201, 409], (first.text, second.text)
+    assert await committing_session.scalar(select(func.count()).select_from(Order)) == 1
+    replay = await committing_client.post(orders_url(organisation), headers=headers, json=body)
+    assert replay.status_code == 201
+    assert replay.json() == (first if first.status_code == 201 else second).json()
+    other = await committing_client.post(
+        orders_url(organisation), headers=headers, json={**body, "note": "另一个"}
+    )
+    assert other.status_code == 422, other.text
+    assert await listing_state(committing_session, listing.id) == (45, 5, 0)
