@@ -11,6 +11,7 @@ from market.households.router import router as households_router
 from market.listing_search.router import router as search_router
 from market.listings.router import router as listings_router
 from market.logistics.router import router as logistics_router
+from market.notifications.router import router as notifications_router
 from market.orders.router import router as orders_router
 from market.organisations.router import router as organisations_router
 from market.regions.router import router as regions_router
@@ -29,6 +30,7 @@ TAGS = [
     {"name": "listings", "description": "Listings from lots, their stock ledger; public reads."},
     {"name": "search", "description": "Find listings: Chinese, pinyin, English; facets; distance."},
     {"name": "orders", "description": "Buyers' orders; cooperatives' fulfilments and shipments."},
+    {"name": "notifications", "description": "Each organisation's feed of events; e-mails."},
     {"name": "logistics", "description": "Freight, transit time and freshness estimates."},
     {"name": "platform", "description": "Verification and scoping, for platform operators."},
     {"name": "health", "description": "Liveness and readiness probes."},
@@ -47,3 +49,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(search_router)
     app.include_router(logistics_router)
     app.include_router(orders_router)
+    app.include_router(notifications_router)

@@ -16,6 +16,8 @@ from market.db import create_engine, create_sessionmaker
 from market.errors import StartupError, install_error_handlers
 from market.listing_search import tasks as search_tasks
 from market.listings.router import create_read_pool, install_fast_routes
+from market.notifications import tasks as notifications_tasks
+from market.notifications.service import LogTransport
 from market.observability import BodyLimitMiddleware, RequestContextMiddleware
 from market.orders import tasks as orders_tasks
 from payments.base import PaymentProvider as PaymentProviderProtocol
@@ -119,6 +121,10 @@ def create_app(
                     ),
                     asyncio.create_task(
                         orders_tasks.run(app.state.sessionmaker, stop=stop), name="orders"
+                    ),
+                    asyncio.create_task(
+                        notifications_tasks.run(app.state.sessionmaker, LogTransport(), stop=stop),
+                        name="e-mail",
                     ),
                 ]
             yield

@@ -467,3 +467,49 @@ async def test_the_same_idempotency_key_twice_at_once_places_one_order(
     )
     assert other.status_code == 422, other.text
     assert await listing_state(committing_session, listing.id) == (45, 5, 0)
+
+
+# ---------------------------------------------------------------- notifications
+
+
+async def test_order_events_reach_the_feeds_and_the_email_outbox(client, session):
+    from market.notifications import service as notifications_service
+
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    order_id = uuid.UUID(
+        (
+            await place(
+                client, organisation, token, [{"listing_id": str(listing.id), "quantity": 5}]
+            )
+        ).json()["id"]
+    )
+    await orders_service.mark_paid(session, order_id=order_id, reference="BANK-1")
+    coop = bearer(supply.token)
+    url = f"/organisations/{supply.cooperative.id}/notifications"
+    feed = (await client.get(url, headers=coop)).json()
+    assert [n["kind"] for n in feed["items"]] == ["order_paid", "order_placed"]
+    assert feed["unread"] == 2
+    assert "靖远枸杞" in feed["items"][0]["body"] and "× 5" in feed["items"][0]["body"]
+    read = await client.post(f"{url}/{feed['items'][1]['id']}/read", headers=coop)
+    assert read.status_code == 200 and read.json()["read_at"] is not None
+    assert (await client.get(url, headers=coop, params={"unread": "true"})).json()["unread"] == 1
+    assert (await client.post(f"{url}/read-all", headers=coop)).json() == {"marked": 1}
+    # the buyer does not see the cooperative's feed
+    assert (await client.get(url, headers=bearer(token))).status_code == 404
+
+    class Outbox:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, str, str]] = []
+
+        async def send(self, *, to: str, subject: str, body: str) -> None:
+            self.sent.append((to, subject, body))
+
+    outbox = Outbox()
+    assert await notifications_service.send_pending(session, outbox) == 2
+    to, subject, body = outbox.sent[-1]
+    assert to == supply.owner.email
+    assert subject.startswith("[农商桥] 订单已付款")
+    assert "王建国" not in body and supply.owner.display_name in body
+    assert await notifications_service.send_pending(session, outbox) == 0

@@ -14,12 +14,13 @@ from typing import Any, NoReturn
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from market.calendar import china_today
+from market.calendar import CHINA, china_today
 from market.catalog import service as catalog_service
 from market.db import utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.listings import service as listings_service
 from market.logistics import service as logistics_service
+from market.notifications import service as notifications_service
 from market.orders import states
 from market.orders.models import Fulfilment, Order, OrderLine, Shipment, ShipmentEvent
 from market.organisations import service as organisations_service
@@ -117,6 +118,38 @@ async def list_orders(
     if status is not None:
         stmt = stmt.where(Order.status == status)
     return await paginate(session, stmt, page, [Order.created_at, Order.id], descending=True)
+
+
+async def _summary(session: AsyncSession, order: Order, cooperative_id: uuid.UUID | None) -> str:
+    lines = await lines_of(session, [order.id])
+    fulfilments = {f.id: f for f in await fulfilments_of(session, [order.id])}
+    parts = [
+        f"{line.title_zh} × {line.quantity}"
+        for line in lines
+        if cooperative_id is None
+        or fulfilments[line.fulfilment_id].cooperative_id == cooperative_id
+    ]
+    return "；".join(parts)
+
+
+async def _tell_cooperatives(session: AsyncSession, order: Order, kind: str, **extra: Any) -> None:
+    buyer = await organisations_service.get_organisation(session, organisation_id=order.buyer_id)
+    for fulfilment in await fulfilments_of(session, [order.id]):
+        await notifications_service.notify(
+            session,
+            organisation_id=fulfilment.cooperative_id,
+            kind=kind,
+            subject_type="fulfilment",
+            subject_id=fulfilment.id,
+            context={
+                "buyer": buyer.name_zh,
+                "summary": await _summary(session, order, fulfilment.cooperative_id),
+                "order_ref": str(order.id)[:8],
+                "destination": order.destination_code,
+                "due": order.payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M"),
+                **extra,
+            },
+        )
 
 
 # ---------------------------------------------------------------- placing
@@ -322,6 +355,7 @@ async def place_order(
             user_id=user_id,
             check_window=prices is None,
         )
+    await _tell_cooperatives(session, order, "order_placed")
     return order
 
 
@@ -351,6 +385,7 @@ async def mark_paid(session: AsyncSession, *, order_id: uuid.UUID, reference: st
     order.payment_reference = reference
     order.updated_at = utcnow()
     await session.flush()
+    await _tell_cooperatives(session, order, "order_paid")
     return order
 
 
@@ -361,6 +396,17 @@ async def _expire(session: AsyncSession, order: Order) -> None:
     order.updated_at = utcnow()
     await _release_all(session, order, f"order {order.id} expired unpaid")
     await session.flush()
+    await notifications_service.notify(
+        session,
+        organisation_id=order.buyer_id,
+        kind="order_expired",
+        subject_type="order",
+        subject_id=order.id,
+        context={
+            "order_ref": str(order.id)[:8],
+            "due": order.payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M"),
+        },
+    )
 
 
 async def expire_unpaid(session: AsyncSession, *, limit: int = 100) -> int:
@@ -403,6 +449,7 @@ async def cancel_order(
         fulfilment.status = states.fulfilment_transition(fulfilment.status, "cancel")
     await _release_all(session, order, f"order {order.id} cancelled: {reason}")
     await session.flush()
+    await _tell_cooperatives(session, order, "order_cancelled", reason=reason)
     return order
 
 
@@ -505,6 +552,22 @@ async def ship(
     shipment = Shipment(fulfilment_id=fulfilment.id, shipped_by_id=user_id, **data)
     session.add(shipment)
     await session.flush()
+    order = await get_order(session, order_id=fulfilment.order_id)
+    cooperative = await cooperative_of(session, fulfilment.cooperative_id)
+    await notifications_service.notify(
+        session,
+        organisation_id=order.buyer_id,
+        kind="order_shipped",
+        subject_type="order",
+        subject_id=order.id,
+        context={
+            "cooperative": cooperative.name_zh,
+            "carrier": shipment.carrier,
+            "tracking_number": shipment.tracking_number,
+            "cold_chain": shipment.cold_chain,
+            "transit_days": fulfilment.transit_days,
+        },
+    )
     return shipment
 
 
@@ -533,6 +596,17 @@ async def _deliver(session: AsyncSession, fulfilment: Fulfilment, by: str) -> No
     fulfilment.delivered_at = utcnow()
     fulfilment.delivery_confirmed_by = by
     await session.flush()
+    await notifications_service.notify(
+        session,
+        organisation_id=fulfilment.cooperative_id,
+        kind="order_delivered",
+        subject_type="fulfilment",
+        subject_id=fulfilment.id,
+        context={
+            "order_ref": str(fulfilment.order_id)[:8],
+            "by": "买家确认" if by == "buyer" else "到期自动确认",
+        },
+    )
     order = await get_order(session, order_id=fulfilment.order_id, lock=True)
     others = await fulfilments_of(session, [order.id])
     if order.status == "paid" and all(f.status in ("delivered", "cancelled") for f in others):

@@ -1,0 +1,1 @@
+"""Notifications: a persisted feed per organisation, and e-mails rendered into an outbox."""
