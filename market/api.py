@@ -16,6 +16,7 @@ from market.orders.router import router as orders_router
 from market.organisations.router import router as organisations_router
 from market.regions.router import router as regions_router
 from market.sourcing.router import router as sourcing_router
+from market.trading.router import router as trading_router
 
 TAGS = [
     {"name": "accounts", "description": "Register, sign in (OAuth2 password flow), sign out."},
@@ -29,6 +30,7 @@ TAGS = [
     {"name": "public", "description": "Pages and data anyone may read."},
     {"name": "listings", "description": "Listings from lots, their stock ledger; public reads."},
     {"name": "search", "description": "Find listings: Chinese, pinyin, English; facets; distance."},
+    {"name": "trading", "description": "Bids and counter-offers; sealed-bid auctions."},
     {"name": "orders", "description": "Buyers' orders; cooperatives' fulfilments and shipments."},
     {"name": "notifications", "description": "Each organisation's feed of events; e-mails."},
     {"name": "logistics", "description": "Freight, transit time and freshness estimates."},
@@ -48,5 +50,6 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(listings_router)
     app.include_router(search_router)
     app.include_router(logistics_router)
+    app.include_router(trading_router)
     app.include_router(orders_router)
     app.include_router(notifications_router)

@@ -20,6 +20,8 @@ from market.notifications import tasks as notifications_tasks
 from market.notifications.service import LogTransport
 from market.observability import BodyLimitMiddleware, RequestContextMiddleware
 from market.orders import tasks as orders_tasks
+from market.orders.service import order_terms
+from market.trading import tasks as trading_tasks
 from payments.base import PaymentProvider as PaymentProviderProtocol
 from search.base import ListingSearch
 
@@ -121,6 +123,10 @@ def create_app(
                     ),
                     asyncio.create_task(
                         orders_tasks.run(app.state.sessionmaker, stop=stop), name="orders"
+                    ),
+                    asyncio.create_task(
+                        trading_tasks.run(app.state.sessionmaker, order_terms(settings), stop=stop),
+                        name="trading",
                     ),
                     asyncio.create_task(
                         notifications_tasks.run(app.state.sessionmaker, LogTransport(), stop=stop),

@@ -482,14 +482,16 @@ async def _search_sync(settings: Settings, url: str) -> AsyncIterator[tuple[Any,
 @app.command()
 def worker() -> None:
     """Run the background work until stopped (Ctrl-C or SIGTERM): send listing changes from the
-    outbox to the search backend, expire unpaid orders, confirm silent deliveries, send
-    notification e-mails. Any number
+    outbox to the search backend, expire unpaid orders and bids, clear closed auctions,
+    confirm silent deliveries, send notification e-mails. Any number
     may run side by side; turn the server's own loops off with MARKET_WORKER=false."""
     from market.listing_search import tasks as search_tasks
     from market.notifications import tasks as notifications_tasks
     from market.notifications.service import LogTransport
     from market.observability import configure_logging
     from market.orders import tasks as orders_tasks
+    from market.orders.service import order_terms
+    from market.trading import tasks as trading_tasks
 
     settings = _settings()
     configure_logging(settings.log_level, settings.log_json)
@@ -506,6 +508,7 @@ def worker() -> None:
                     sessionmaker, search, interval=settings.search_worker_interval_s, stop=stop
                 ),
                 orders_tasks.run(sessionmaker, stop=stop),
+                trading_tasks.run(sessionmaker, order_terms(settings), stop=stop),
                 notifications_tasks.run(sessionmaker, LogTransport(), stop=stop),
             )
 

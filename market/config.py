@@ -91,6 +91,15 @@ class Settings(BaseSettings):
         le=90,
         description="Days after shipment when delivery counts as confirmed if the buyer is silent.",
     )
+    auction_snipe_minutes: int = Field(
+        default=5,
+        ge=0,
+        le=120,
+        description="A bid this close to an auction's end extends it by as many minutes.",
+    )
+    auction_max_extensions: int = Field(
+        default=3, ge=0, le=50, description="How often an auction's close can be extended."
+    )
     freshness_margin_days: int = Field(
         default=2,
         ge=0,

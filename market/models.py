@@ -11,6 +11,7 @@ from market.orders import models as orders_models
 from market.organisations import models as organisations_models
 from market.regions import models as regions_models
 from market.sourcing import models as sourcing_models
+from market.trading import models as trading_models
 
 __all__ = [
     "accounts_models",
@@ -24,4 +25,5 @@ __all__ = [
     "organisations_models",
     "regions_models",
     "sourcing_models",
+    "trading_models",
 ]

@@ -83,6 +83,9 @@ class Listing(IdMixin, CreatedAtMixin, Base):
     valid_until: Mapped[dt.datetime | None]
     auction_closes_at: Mapped[dt.datetime | None]
     reserve_price_fen: Mapped[int | None] = mapped_column(BigInteger)
+    auction_extensions: Mapped[int] = mapped_column(
+        server_default="0", doc="Times a late bid extended the close (anti-sniping)."
+    )
     certification_ids: Mapped[list[uuid.UUID]] = mapped_column(
         ARRAY(Uuid()), server_default="{}", doc="Certificates this listing claims."
     )

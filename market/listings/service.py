@@ -818,6 +818,43 @@ async def list_listings(
     return await paginate(session, stmt, page, [Listing.created_at, Listing.id], descending=True)
 
 
+# ---------------------------------------------------------------- auctions
+
+
+async def extend_auction(
+    session: AsyncSession, *, listing: Listing, minutes: int, max_extensions: int
+) -> bool:
+    """Anti-sniping: a bid in the last minutes moves the close `minutes` later, at most
+    `max_extensions` times. The caller holds the listing's lock. Returns whether it did."""
+    if listing.auction_closes_at is None or listing.auction_extensions >= max_extensions:
+        return False
+    listing.auction_closes_at += dt.timedelta(minutes=minutes)
+    listing.auction_extensions += 1
+    if listing.valid_until is not None and listing.valid_until < listing.auction_closes_at:
+        listing.valid_until = listing.auction_closes_at
+    listing.updated_at = utcnow()
+    await session.flush()
+    return True
+
+
+async def closed_auctions_without(
+    session: AsyncSession, *, cleared: Any, limit: int
+) -> list[uuid.UUID]:
+    """Auction listings whose bidding has closed, not among `cleared` (a subquery of ids)."""
+    rows = await session.scalars(
+        select(Listing.id)
+        .where(
+            Listing.sale_mode == "auction",
+            Listing.auction_closes_at <= func.now(),
+            Listing.status.in_(("active", "sold_out", "paused")),
+            Listing.id.not_in(cleared),
+        )
+        .order_by(Listing.auction_closes_at)
+        .limit(limit)
+    )
+    return list(rows)
+
+
 # ---------------------------------------------------------------- public reads
 
 

@@ -174,11 +174,7 @@ async def place_order(
         buyer=buyer,
         user_id=principal.user_id,
         data=body.model_dump(),
-        terms=service.Terms(
-            fee_bps=settings.platform_fee_bps,
-            payment_minutes=settings.order_payment_minutes,
-            freshness_margin_days=settings.freshness_margin_days,
-        ),
+        terms=service.order_terms(settings),
     )
     return await _order_read(session, order)
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import CHINA, china_today
 from market.catalog import service as catalog_service
+from market.config import Settings
 from market.db import utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.listings import service as listings_service
@@ -41,6 +42,14 @@ class Terms:
     fee_bps: int
     payment_minutes: int
     freshness_margin_days: int
+
+
+def order_terms(settings: Settings) -> Terms:
+    return Terms(
+        fee_bps=settings.platform_fee_bps,
+        payment_minutes=settings.order_payment_minutes,
+        freshness_margin_days=settings.freshness_margin_days,
+    )
 
 
 def fee_fen(goods_fen: int, fee_bps: int) -> int:

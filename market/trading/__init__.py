@@ -1,0 +1,1 @@
+"""Trading: bids on listings, sealed-bid auctions and their clearing."""

@@ -1,0 +1,568 @@
+"""Bids and counter-offers on negotiable listings; sealed bids on auctions and their one
+clearing. Every acceptance and every auction win becomes an order through the orders service,
+which reserves the stock in the same transaction."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from market.calendar import china_today
+from market.db import utcnow
+from market.errors import Conflict, Invalid, MarketError, NotFound
+from market.listings import service as listings_service
+from market.notifications import service as notifications_service
+from market.orders import service as orders_service
+from market.organisations import service as organisations_service
+from market.organisations.models import Organisation
+from market.pagination import PageParams, paginate
+from market.regions import service as regions_service
+from market.trading import clearing, states
+from market.trading.models import AuctionClearing, Bid, CounterOffer
+
+MAX_BID_DAYS = 30
+
+
+async def get_bid(
+    session: AsyncSession,
+    *,
+    bid_id: uuid.UUID,
+    buyer_id: uuid.UUID | None = None,
+    cooperative_id: uuid.UUID | None = None,
+    lock: bool = False,
+) -> Bid:
+    stmt = select(Bid).where(Bid.id == bid_id)
+    if buyer_id is not None:
+        stmt = stmt.where(Bid.buyer_id == buyer_id)
+    if cooperative_id is not None:
+        # a sealed auction bid is not the cooperative's to see before the clearing
+        stmt = stmt.where(Bid.cooperative_id == cooperative_id, Bid.kind == "negotiation")
+    if lock:
+        stmt = stmt.with_for_update()
+    bid = await session.scalar(stmt)
+    if bid is None:
+        raise NotFound("No such bid.")
+    return bid
+
+
+async def counters_of(session: AsyncSession, bid_ids: list[uuid.UUID]) -> list[CounterOffer]:
+    rows = await session.scalars(
+        select(CounterOffer)
+        .where(CounterOffer.bid_id.in_(bid_ids))
+        .order_by(CounterOffer.created_at, CounterOffer.id)
+    )
+    return list(rows)
+
+
+async def list_bids(
+    session: AsyncSession,
+    *,
+    page: PageParams,
+    buyer_id: uuid.UUID | None = None,
+    cooperative_id: uuid.UUID | None = None,
+    listing_id: uuid.UUID | None = None,
+) -> tuple[list[Bid], str | None]:
+    stmt = select(Bid)
+    if buyer_id is not None:
+        stmt = stmt.where(Bid.buyer_id == buyer_id)
+    if cooperative_id is not None:
+        stmt = stmt.where(Bid.cooperative_id == cooperative_id, Bid.kind == "negotiation")
+    if listing_id is not None:
+        stmt = stmt.where(Bid.listing_id == listing_id)
+    return await paginate(session, stmt, page, [Bid.created_at, Bid.id], descending=True)
+
+
+def _yuan(fen: int) -> str:
+    return notifications_service.yuan(fen)
+
+
+# ---------------------------------------------------------------- placing
+
+
+async def place_bid(
+    session: AsyncSession,
+    *,
+    buyer: Organisation,
+    user_id: uuid.UUID | None,
+    data: dict[str, Any],
+    snipe_minutes: int,
+    snipe_max_extensions: int,
+) -> Bid:
+    """A bid on a negotiable listing (open until it expires or the cooperative answers) or a
+    sealed bid on an auction (until the close; a bid in the last `snipe_minutes` extends the
+    close by as much, at most `snipe_max_extensions` times)."""
+    if buyer.verification_status != "verified":
+        raise Conflict(
+            "Your organisation is not verified by the platform yet; bidding opens once it is.",
+            code="buyer_not_verified",
+        )
+    await regions_service.require_region(
+        session, data["destination_code"], field="destination_code"
+    )
+    connection = await session.connection()
+    rows = await listings_service.public_rows(connection, [data["listing_id"]], china_today())
+    if not rows:
+        raise Invalid.field("listing_id", "This listing is not on sale now.", code="not_on_sale")
+    row = rows[0]
+    if row["cooperative_id"] == str(buyer.id):
+        raise Invalid.field("listing_id", "You cannot bid on your own listing.")
+    now = utcnow()
+    if row["sale_mode"] == "fixed":
+        raise Invalid.field(
+            "listing_id",
+            "This listing is sold at a fixed price: order it instead of bidding.",
+            code="fixed_price",
+        )
+    kind = "auction" if row["sale_mode"] == "auction" else "negotiation"
+    expires_at = data.get("expires_at")
+    if kind == "negotiation":
+        if expires_at is None:
+            raise Invalid.field("expires_at", "A bid needs the time until which it stands.")
+        if not now < expires_at <= now + dt.timedelta(days=MAX_BID_DAYS):
+            raise Invalid.field(
+                "expires_at", f"must be in the future and within {MAX_BID_DAYS} days."
+            )
+        if data["quantity"] < row["min_order_quantity"]:
+            raise Invalid.field(
+                "quantity",
+                f"The minimum order for this listing is {row['min_order_quantity']}.",
+                code="below_minimum_order",
+            )
+    else:
+        expires_at = None
+        # the listing's lock orders bids against the clearing and the close extensions
+        listing = await listings_service.get_listing(
+            session, listing_id=data["listing_id"], lock=True
+        )
+        closes_at = listing.auction_closes_at
+        if closes_at is None or closes_at <= now:
+            raise Conflict("This auction's bidding has closed.", code="auction_closed")
+        if closes_at - now < dt.timedelta(minutes=snipe_minutes):
+            await listings_service.extend_auction(
+                session,
+                listing=listing,
+                minutes=snipe_minutes,
+                max_extensions=snipe_max_extensions,
+            )
+    if data["quantity"] > row["quantity_available"]:
+        raise Invalid.field(
+            "quantity",
+            f"Only {row['quantity_available']} are available.",
+            code="more_than_available",
+        )
+    bid = Bid(
+        kind=kind,
+        listing_id=data["listing_id"],
+        cooperative_id=uuid.UUID(row["cooperative_id"]),
+        buyer_id=buyer.id,
+        placed_by_id=user_id,
+        status="open",
+        unit_price_fen=data["unit_price_fen"],
+        quantity=data["quantity"],
+        partial_ok=data["partial_ok"],
+        expires_at=expires_at,
+        destination_code=data["destination_code"],
+        address=data["address"],
+        contact_name=data["contact_name"],
+        contact_phone=data["contact_phone"],
+        note=data.get("note"),
+    )
+    session.add(bid)
+    await session.flush()
+    if kind == "negotiation":
+        await notifications_service.notify(
+            session,
+            organisation_id=bid.cooperative_id,
+            kind="new_bid",
+            subject_type="bid",
+            subject_id=bid.id,
+            context={
+                "buyer": buyer.name_zh,
+                "title": row["title_zh"],
+                "price": _yuan(bid.unit_price_fen),
+                "quantity": bid.quantity,
+            },
+        )
+    return bid
+
+
+# ---------------------------------------------------------------- negotiation
+
+
+def _order_data(bid: Bid, quantity: int) -> dict[str, Any]:
+    return {
+        "lines": [{"listing_id": bid.listing_id, "quantity": quantity}],
+        "destination_code": bid.destination_code,
+        "address": bid.address,
+        "contact_name": bid.contact_name,
+        "contact_phone": bid.contact_phone,
+        "note": bid.note,
+    }
+
+
+async def _expired_now(session: AsyncSession, bid: Bid) -> None:
+    """A bid past its time cannot be answered (409 naming it expired), even before the
+    worker has marked it so."""
+    if (
+        bid.kind == "negotiation"
+        and bid.status in ("open", "countered")
+        and bid.expires_at is not None
+        and bid.expires_at <= utcnow()
+    ):
+        raise Conflict("This bid has expired.", code="invalid_transition", current_status="expired")
+
+
+async def _make_order(
+    session: AsyncSession,
+    bid: Bid,
+    *,
+    quantity: int,
+    unit_price_fen: int,
+    terms: orders_service.Terms,
+    user_id: uuid.UUID | None,
+) -> None:
+    buyer = await organisations_service.get_organisation(session, organisation_id=bid.buyer_id)
+    order = await orders_service.place_order(
+        session,
+        buyer=buyer,
+        user_id=user_id,
+        data=_order_data(bid, quantity),
+        terms=terms,
+        source="bid",
+        prices={bid.listing_id: unit_price_fen},
+    )
+    bid.status = states.transition(bid.status, "accept")
+    bid.filled_quantity = quantity
+    bid.order_id = order.id
+    bid.decided_at = utcnow()
+    bid.updated_at = utcnow()
+    await session.flush()
+    listing = await listings_service.get_listing(session, listing_id=bid.listing_id)
+    await notifications_service.notify(
+        session,
+        organisation_id=bid.buyer_id,
+        kind="bid_accepted",
+        subject_type="order",
+        subject_id=order.id,
+        context={
+            "title": listing.title_zh,
+            "terms": f"{quantity} × {_yuan(unit_price_fen)}",
+            "due": order.payment_due_at.strftime("%Y-%m-%d %H:%M UTC"),
+        },
+    )
+
+
+async def accept_bid(
+    session: AsyncSession,
+    *,
+    bid_id: uuid.UUID,
+    cooperative_id: uuid.UUID,
+    quantity: int | None,
+    terms: orders_service.Terms,
+    user_id: uuid.UUID | None,
+) -> Bid:
+    """Accept fully, or partially when the buyer allows it: the stock is reserved and the
+    order created in this transaction (409 when the stock is no longer there)."""
+    bid = await get_bid(session, bid_id=bid_id, cooperative_id=cooperative_id, lock=True)
+    await _expired_now(session, bid)
+    states.transition(bid.status, "accept")  # refuse early, naming the status
+    take = quantity or bid.quantity
+    if take > bid.quantity:
+        raise Invalid.field("quantity", f"The bid is for {bid.quantity}; you cannot give more.")
+    if take < bid.quantity and not bid.partial_ok:
+        raise Invalid.field(
+            "quantity",
+            "The buyer asked for the whole quantity and does not accept a partial fill.",
+            code="partial_not_accepted",
+        )
+    await _make_order(
+        session, bid, quantity=take, unit_price_fen=bid.unit_price_fen, terms=terms, user_id=user_id
+    )
+    return bid
+
+
+async def reject_bid(
+    session: AsyncSession, *, bid_id: uuid.UUID, cooperative_id: uuid.UUID, reason: str
+) -> Bid:
+    bid = await get_bid(session, bid_id=bid_id, cooperative_id=cooperative_id, lock=True)
+    await _expired_now(session, bid)
+    bid.status = states.transition(bid.status, "reject")
+    bid.outcome_reason = reason
+    bid.decided_at = bid.updated_at = utcnow()
+    await _close_counters(session, bid, "declined")
+    listing = await listings_service.get_listing(session, listing_id=bid.listing_id)
+    await notifications_service.notify(
+        session,
+        organisation_id=bid.buyer_id,
+        kind="bid_rejected",
+        subject_type="bid",
+        subject_id=bid.id,
+        context={"title": listing.title_zh, "reason": reason},
+    )
+    return bid
+
+
+async def _close_counters(session: AsyncSession, bid: Bid, status: str) -> None:
+    for counter in await counters_of(session, [bid.id]):
+        if counter.status == "open":
+            counter.status = status
+    await session.flush()
+
+
+async def counter_bid(
+    session: AsyncSession,
+    *,
+    bid_id: uuid.UUID,
+    cooperative_id: uuid.UUID,
+    data: dict[str, Any],
+    user_id: uuid.UUID | None,
+) -> CounterOffer:
+    """Answer with other terms; an earlier open counter-offer is replaced."""
+    bid = await get_bid(session, bid_id=bid_id, cooperative_id=cooperative_id, lock=True)
+    await _expired_now(session, bid)
+    bid.status = states.transition(bid.status, "counter")
+    now = utcnow()
+    if not now < data["expires_at"] <= now + dt.timedelta(days=MAX_BID_DAYS):
+        raise Invalid.field("expires_at", f"must be in the future and within {MAX_BID_DAYS} days.")
+    await _close_counters(session, bid, "declined")
+    counter = CounterOffer(bid_id=bid.id, created_by_id=user_id, status="open", **data)
+    session.add(counter)
+    bid.updated_at = now
+    await session.flush()
+    cooperative = await organisations_service.get_organisation(
+        session, organisation_id=cooperative_id
+    )
+    await notifications_service.notify(
+        session,
+        organisation_id=bid.buyer_id,
+        kind="bid_countered",
+        subject_type="bid",
+        subject_id=bid.id,
+        context={
+            "cooperative": cooperative.name_zh,
+            "terms": f"{counter.quantity} × {_yuan(counter.unit_price_fen)}",
+        },
+    )
+    return counter
+
+
+async def accept_counter(
+    session: AsyncSession,
+    *,
+    bid_id: uuid.UUID,
+    counter_id: uuid.UUID,
+    buyer_id: uuid.UUID,
+    terms: orders_service.Terms,
+    user_id: uuid.UUID | None,
+) -> Bid:
+    bid = await get_bid(session, bid_id=bid_id, buyer_id=buyer_id, lock=True)
+    counter = await session.scalar(
+        select(CounterOffer).where(CounterOffer.id == counter_id, CounterOffer.bid_id == bid.id)
+    )
+    if counter is None:
+        raise NotFound("No such counter-offer.")
+    if counter.status != "open" or counter.expires_at <= utcnow():
+        raise Conflict(
+            "This counter-offer is no longer open.",
+            code="invalid_transition",
+            current_status=counter.status if counter.status != "open" else "expired",
+        )
+    states.transition(bid.status, "accept")
+    counter.status = "accepted"
+    await _make_order(
+        session,
+        bid,
+        quantity=counter.quantity,
+        unit_price_fen=counter.unit_price_fen,
+        terms=terms,
+        user_id=user_id,
+    )
+    return bid
+
+
+async def withdraw_bid(session: AsyncSession, *, bid_id: uuid.UUID, buyer_id: uuid.UUID) -> Bid:
+    bid = await get_bid(session, bid_id=bid_id, buyer_id=buyer_id, lock=True)
+    if bid.kind == "auction":
+        # serialise with the clearing: a cleared auction's bids are final
+        listing = await listings_service.get_listing(session, listing_id=bid.listing_id, lock=True)
+        await session.refresh(bid)
+        if listing.auction_closes_at is not None and listing.auction_closes_at <= utcnow():
+            raise Conflict(
+                "The auction has closed; its bids are final.",
+                code="auction_closed",
+                current_status=bid.status,
+            )
+    bid.status = states.transition(bid.status, "withdraw")
+    bid.decided_at = bid.updated_at = utcnow()
+    await _close_counters(session, bid, "declined")
+    return bid
+
+
+async def expire_bids(session: AsyncSession, *, limit: int = 200) -> int:
+    bids = list(
+        await session.scalars(
+            select(Bid)
+            .where(
+                Bid.kind == "negotiation",
+                Bid.status.in_(("open", "countered")),
+                Bid.expires_at <= utcnow(),
+            )
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for bid in bids:
+        bid.status = states.transition(bid.status, "expire")
+        bid.decided_at = bid.updated_at = utcnow()
+        await _close_counters(session, bid, "expired")
+        listing = await listings_service.get_listing(session, listing_id=bid.listing_id)
+        await notifications_service.notify(
+            session,
+            organisation_id=bid.buyer_id,
+            kind="bid_expired",
+            subject_type="bid",
+            subject_id=bid.id,
+            context={"title": listing.title_zh},
+        )
+    return len(bids)
+
+
+# ---------------------------------------------------------------- auctions
+
+
+async def auction_bids(session: AsyncSession, listing_id: uuid.UUID) -> list[Bid]:
+    """Every bid of an auction in the clearing's ranking (price down, then placing order)."""
+    rows = await session.scalars(
+        select(Bid)
+        .where(Bid.listing_id == listing_id, Bid.kind == "auction")
+        .order_by(Bid.unit_price_fen.desc(), Bid.seq)
+    )
+    return list(rows)
+
+
+async def auction_result(session: AsyncSession, listing_id: uuid.UUID) -> AuctionClearing | None:
+    return await session.get(AuctionClearing, listing_id)
+
+
+async def clear_auction(
+    session: AsyncSession, *, listing_id: uuid.UUID, terms: orders_service.Terms
+) -> AuctionClearing | None:
+    """Clear a closed auction exactly once: the listing's row lock serialises racing workers
+    and the clearing's primary key refuses a second result. Winners get orders at their own
+    bid (pay-as-bid), losers are told why; None while bidding is still open."""
+    listing = await listings_service.get_listing(session, listing_id=listing_id, lock=True)
+    done = await session.get(AuctionClearing, listing_id)
+    if done is not None:
+        return done
+    if listing.sale_mode != "auction" or listing.auction_closes_at is None:
+        raise Invalid.field("listing_id", "This listing is not an auction.")
+    if listing.auction_closes_at > utcnow():
+        return None
+    bids = list(
+        await session.scalars(
+            select(Bid)
+            .where(Bid.listing_id == listing_id, Bid.kind == "auction", Bid.status == "open")
+            .order_by(Bid.seq)
+            .with_for_update()
+        )
+    )
+    offered = listing.quantity_available
+    outcomes = clearing.clear(
+        [
+            clearing.SealedBid(str(b.id), b.unit_price_fen, b.quantity, b.partial_ok, b.seq)
+            for b in bids
+        ],
+        quantity=offered,
+        reserve_price_fen=listing.reserve_price_fen,
+    )
+    allocated = revenue = winners = 0
+    for bid, outcome in sorted(
+        zip(bids, outcomes, strict=True), key=lambda pair: (-pair[0].unit_price_fen, pair[0].seq)
+    ):
+        reason = outcome.reason
+        if outcome.quantity > 0:
+            buyer = await organisations_service.get_organisation(
+                session, organisation_id=bid.buyer_id
+            )
+            try:
+                async with session.begin_nested():
+                    order = await orders_service.place_order(
+                        session,
+                        buyer=buyer,
+                        user_id=bid.placed_by_id,
+                        data=_order_data(bid, outcome.quantity),
+                        terms=terms,
+                        source="auction",
+                        prices={bid.listing_id: bid.unit_price_fen},
+                    )
+            except (MarketError, IntegrityError) as exc:
+                # a winner who cannot buy (no longer verified, goods would spoil on the way)
+                # loses; the units stay with the listing
+                bid.status = states.transition(bid.status, "lose")
+                bid.filled_quantity = 0
+                bid.outcome_reason = f"Won, but the order could not be placed: {exc}"
+                continue
+            bid.status = states.transition(
+                bid.status, "win" if outcome.status == "won" else "win_part"
+            )
+            bid.filled_quantity = outcome.quantity
+            bid.order_id = order.id
+            allocated += outcome.quantity
+            revenue += outcome.amount_fen
+            winners += 1
+            await notifications_service.notify(
+                session,
+                organisation_id=bid.buyer_id,
+                kind="auction_won",
+                subject_type="order",
+                subject_id=order.id,
+                context={
+                    "title": listing.title_zh,
+                    "quantity": outcome.quantity,
+                    "price": _yuan(bid.unit_price_fen),
+                },
+            )
+        else:
+            bid.status = states.transition(bid.status, "lose")
+            bid.filled_quantity = 0
+            bid.outcome_reason = reason
+            await notifications_service.notify(
+                session,
+                organisation_id=bid.buyer_id,
+                kind="auction_lost",
+                subject_type="bid",
+                subject_id=bid.id,
+                context={"title": listing.title_zh, "reason": reason or ""},
+            )
+        bid.decided_at = bid.updated_at = utcnow()
+    # the auction is over: what nobody won leaves the listing, which closes
+    cooperative = await organisations_service.get_organisation(
+        session, organisation_id=listing.cooperative_id
+    )
+    if listing.status != "closed":
+        await listings_service.act(
+            session, listing=listing, organisation=cooperative, event="close", user_id=None
+        )
+    result = AuctionClearing(
+        listing_id=listing_id,
+        quantity_offered=offered,
+        quantity_allocated=allocated,
+        revenue_fen=revenue,
+        bids=len(bids),
+        winners=winners,
+    )
+    session.add(result)
+    await session.flush()
+    return result
+
+
+async def due_auctions(session: AsyncSession, *, limit: int = 20) -> list[uuid.UUID]:
+    """Auctions whose bidding has closed and that are not cleared yet."""
+    return await listings_service.closed_auctions_without(
+        session, cleared=select(AuctionClearing.listing_id), limit=limit
+    )
