@@ -513,3 +513,122 @@ async def test_order_events_reach_the_feeds_and_the_email_outbox(client, session
     assert subject.startswith("[农商桥] 订单已付款")
     assert "王建国" not in body and supply.owner.display_name in body
     assert await notifications_service.send_pending(session, outbox) == 0
+
+
+# ---------------------------------------------------------------- disputes
+
+
+async def test_dispute_answer_and_platform_decision(client, session):
+    from tests.factories import platform_operator
+
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    order = (
+        await place(client, organisation, token, [{"listing_id": str(listing.id), "quantity": 10}])
+    ).json()
+    order_id, fid = order["id"], order["fulfilments"][0]["id"]
+    limit = order["fulfilments"][0]["goods_fen"] + order["fulfilments"][0]["logistics_fen"]
+    url = orders_url(organisation, order_id, "disputes")
+    early = await client.post(
+        url,
+        headers=bearer(token),
+        json={"fulfilment_id": fid, "reason": "quality", "description": "还没付款"},
+    )
+    assert problem(early, 409, "invalid_transition")["current_status"] == "pending_payment"
+    await orders_service.mark_paid(session, order_id=uuid.UUID(order_id), reference="BANK-3")
+
+    too_much = await client.post(
+        url,
+        headers=bearer(token),
+        json={
+            "fulfilment_id": fid,
+            "reason": "quality",
+            "description": "约三成受潮",
+            "claimed_fen": limit + 1,
+        },
+    )
+    assert too_much.status_code == 422 and too_much.json()["errors"][0]["field"] == "claimed_fen"
+    bad_reason = await client.post(
+        url,
+        headers=bearer(token),
+        json={"fulfilment_id": fid, "reason": "late", "description": "约三成受潮"},
+    )
+    assert bad_reason.status_code == 422 and bad_reason.json()["errors"][0]["field"] == "reason"
+    opened = await client.post(
+        url,
+        headers=bearer(token),
+        json={
+            "fulfilment_id": fid,
+            "reason": "quality",
+            "description": "约三成受潮结块",
+            "evidence": ["IMG_2041.jpg"],
+            "claimed_fen": 20_000,
+        },
+    )
+    assert opened.status_code == 201, opened.text
+    dispute_id = opened.json()["id"]
+    assert (await client.get(orders_url(organisation, order_id), headers=bearer(token))).json()[
+        "status"
+    ] == "disputed"
+    second = await client.post(
+        url,
+        headers=bearer(token),
+        json={"fulfilment_id": fid, "reason": "quantity", "description": "少了两箱"},
+    )
+    problem(second, 409, "dispute_open")
+
+    coop = bearer(supply.token)
+    [listed] = (
+        await client.get(f"/organisations/{supply.cooperative.id}/disputes", headers=coop)
+    ).json()["items"]
+    assert listed["id"] == dispute_id
+    answered = await client.post(
+        f"/organisations/{supply.cooperative.id}/disputes/{dispute_id}/answer",
+        headers=coop,
+        json={"answer": "同意补偿部分货款"},
+    )
+    assert answered.json()["status"] == "answered"
+    # neither the buyer nor the cooperative can decide
+    for headers in (bearer(token), coop):
+        refused = await client.post(
+            f"/platform/disputes/{dispute_id}/decide",
+            headers=headers,
+            json={"decision": "full_refund", "note": "平台裁决"},
+        )
+        assert refused.status_code == 403, refused.text
+
+    _, operator_token = await platform_operator(session)
+    operator = bearer(operator_token)
+    assert [
+        d["id"] for d in (await client.get("/platform/disputes", headers=operator)).json()["items"]
+    ] == [dispute_id]
+    partial_too_big = await client.post(
+        f"/platform/disputes/{dispute_id}/decide",
+        headers=operator,
+        json={"decision": "partial_refund", "refund_fen": limit, "note": "核实"},
+    )
+    assert (
+        partial_too_big.status_code == 422
+        and partial_too_big.json()["errors"][0]["field"] == "refund_fen"
+    )
+    decided = await client.post(
+        f"/platform/disputes/{dispute_id}/decide",
+        headers=operator,
+        json={"decision": "partial_refund", "refund_fen": 15_000, "note": "照片属实，退一部分"},
+    )
+    assert decided.status_code == 200, decided.text
+    assert (decided.json()["decision"], decided.json()["refund_fen"]) == ("partial_refund", 15_000)
+    assert (await client.get(orders_url(organisation, order_id), headers=bearer(token))).json()[
+        "status"
+    ] == "completed"
+    again = await client.post(
+        f"/platform/disputes/{dispute_id}/decide",
+        headers=operator,
+        json={"decision": "reject", "note": "平台裁决"},
+    )
+    assert problem(again, 409, "invalid_transition")["current_status"] == "decided"
+    # another buyer does not see it
+    other, other_token = await buyer(session)
+    hidden = await client.get(orders_url(other, order_id, "disputes"), headers=bearer(other_token))
+    assert hidden.status_code == 404

@@ -9,7 +9,17 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from market.db import Base, CreatedAtMixin, IdMixin
@@ -17,6 +27,9 @@ from market.db import Base, CreatedAtMixin, IdMixin
 ORDER_STATUSES = ("pending_payment", "paid", "completed", "cancelled", "expired", "disputed")
 FULFILMENT_STATUSES = ("pending", "packed", "shipped", "delivered", "cancelled")
 ORDER_SOURCES = ("direct", "bid", "auction")
+DISPUTE_REASONS = ("quality", "quantity", "not_delivered", "not_as_described")
+DISPUTE_STATUSES = ("open", "answered", "decided")
+DISPUTE_DECISIONS = ("reject", "partial_refund", "full_refund")
 LINE_KINDS = ("listing",)
 
 
@@ -151,3 +164,39 @@ class ShipmentEvent(IdMixin, Base):
         doc="Cold-chain temperature in tenths of a degree Celsius, when reported."
     )
     recorded_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+
+
+class Dispute(IdMixin, CreatedAtMixin, Base):
+    """A buyer's complaint about one cooperative's part of an order, the cooperative's answer
+    and the platform's decision, all kept. The refund itself is the payments step's."""
+
+    __tablename__ = "dispute"
+    __table_args__ = (
+        CheckConstraint(f"reason IN {DISPUTE_REASONS!r}", name="reason"),
+        CheckConstraint(f"status IN {DISPUTE_STATUSES!r}", name="status"),
+        CheckConstraint(f"decision IS NULL OR decision IN {DISPUTE_DECISIONS!r}", name="decision"),
+        CheckConstraint("refund_fen IS NULL OR refund_fen >= 0", name="refund_not_negative"),
+        Index("ix_dispute_order", "order_id"),
+        Index("ix_dispute_open", "created_at", postgresql_where=text("status <> 'decided'")),
+    )
+
+    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("order.id", ondelete="RESTRICT"))
+    fulfilment_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("fulfilment.id", ondelete="RESTRICT")
+    )
+    opened_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"))
+    reason: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text)
+    evidence: Mapped[list[str]] = mapped_column(
+        ARRAY(Text), server_default="{}", doc="Photo or document references, notes."
+    )
+    claimed_fen: Mapped[int | None] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(10), server_default="open")
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"))
+    answered_at: Mapped[dt.datetime | None]
+    decision: Mapped[str | None] = mapped_column(String(16))
+    refund_fen: Mapped[int | None] = mapped_column(BigInteger)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    decided_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"))
+    decided_at: Mapped[dt.datetime | None]

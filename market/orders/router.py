@@ -16,6 +16,11 @@ from market.orders import service
 from market.orders.models import Fulfilment, Order
 from market.orders.schemas import (
     DeliveryAddress,
+    DisputeAnswer,
+    DisputeCreate,
+    DisputeDecision,
+    DisputePage,
+    DisputeRead,
     FulfilmentPage,
     FulfilmentRead,
     FulfilmentStatus,
@@ -355,3 +360,116 @@ async def add_tracking_event(
         session, shipment_id=shipment_id, cooperative_id=organisation_id, data=body.model_dump()
     )
     return TrackingEventRead.model_validate(event)
+
+
+# ---------------------------------------------------------------- disputes
+
+
+@router.post(
+    "/organisations/{organisation_id}/orders/{order_id}/disputes",
+    status_code=status.HTTP_201_CREATED,
+    summary="Open a dispute about one cooperative's part of the order",
+)
+async def open_dispute(
+    organisation_id: uuid.UUID,
+    order_id: uuid.UUID,
+    body: DisputeCreate,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> DisputeRead:
+    await organisations_service.buyer_access(
+        session, principal, organisation_id, domain="orders", write=True
+    )
+    dispute = await service.open_dispute(
+        session,
+        order_id=order_id,
+        buyer_id=organisation_id,
+        user_id=principal.user_id,
+        data=body.model_dump(),
+    )
+    return DisputeRead.model_validate(dispute)
+
+
+@router.get(
+    "/organisations/{organisation_id}/orders/{order_id}/disputes", summary="An order's disputes"
+)
+async def order_disputes(
+    organisation_id: uuid.UUID,
+    order_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+    page: PageDep,
+) -> DisputePage:
+    await organisations_service.buyer_access(session, principal, organisation_id, domain="orders")
+    await service.get_order(session, order_id=order_id, buyer_id=organisation_id)
+    disputes, cursor = await service.list_disputes(session, page=page, order_id=order_id)
+    return DisputePage(items=[DisputeRead.model_validate(d) for d in disputes], next_cursor=cursor)
+
+
+@router.get(
+    "/organisations/{organisation_id}/disputes",
+    summary="Disputes about the cooperative's fulfilments",
+)
+async def cooperative_disputes(
+    organisation_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, page: PageDep
+) -> DisputePage:
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="orders"
+    )
+    disputes, cursor = await service.list_disputes(
+        session, page=page, cooperative_id=organisation_id
+    )
+    return DisputePage(items=[DisputeRead.model_validate(d) for d in disputes], next_cursor=cursor)
+
+
+@router.post(
+    "/organisations/{organisation_id}/disputes/{dispute_id}/answer",
+    summary="The cooperative's answer to a dispute",
+)
+async def answer_dispute(
+    organisation_id: uuid.UUID,
+    dispute_id: uuid.UUID,
+    body: DisputeAnswer,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> DisputeRead:
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="orders", write=True
+    )
+    dispute = await service.answer_dispute(
+        session,
+        dispute_id=dispute_id,
+        cooperative_id=organisation_id,
+        user_id=principal.user_id,
+        answer=body.answer,
+    )
+    return DisputeRead.model_validate(dispute)
+
+
+@router.get("/platform/disputes", tags=["platform"], summary="Disputes awaiting a decision")
+async def platform_disputes(
+    principal: PrincipalDep, session: SessionDep, page: PageDep
+) -> DisputePage:
+    await organisations_service.require_platform_operator(session, principal)
+    disputes, cursor = await service.list_disputes(session, page=page, undecided=True)
+    return DisputePage(items=[DisputeRead.model_validate(d) for d in disputes], next_cursor=cursor)
+
+
+@router.post(
+    "/platform/disputes/{dispute_id}/decide",
+    tags=["platform"],
+    summary="Decide a dispute: reject, partial or full refund (the refund itself is payments')",
+)
+async def decide_dispute(
+    dispute_id: uuid.UUID, body: DisputeDecision, principal: PrincipalDep, session: SessionDep
+) -> DisputeRead:
+    await organisations_service.require_platform_operator(session, principal)
+    dispute = await service.decide_dispute(
+        session,
+        dispute_id=dispute_id,
+        operator_id=principal.user_id,
+        decision=body.decision,
+        refund_fen=body.refund_fen,
+        note=body.note,
+    )
+    return DisputeRead.model_validate(dispute)

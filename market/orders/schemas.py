@@ -168,3 +168,62 @@ class OrderPage(BaseModel):
 class FulfilmentPage(BaseModel):
     items: list[IncomingFulfilmentRead]
     next_cursor: str | None = None
+
+
+class DisputeCreate(Input):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "fulfilment_id": "5a6b7c8d-1e2f-4a3b-8c9d-0e1f2a3b4c5d",
+                    "reason": "quality",
+                    "description": "约三成枸杞受潮结块",
+                    "evidence": ["照片 IMG_2041.jpg", "收货记录 2026-12-03"],
+                    "claimed_fen": 48_000,
+                }
+            ]
+        }
+    )
+
+    fulfilment_id: uuid.UUID
+    reason: Literal["quality", "quantity", "not_delivered", "not_as_described"]
+    description: str = Field(min_length=4, max_length=2000)
+    evidence: list[str] = Field(default_factory=list, max_length=20)
+    claimed_fen: int | None = Field(default=None, gt=0, le=10**12)
+
+
+class DisputeAnswer(Input):
+    answer: str = Field(min_length=2, max_length=2000, examples=["发货前已抽检，同意补发 5 kg"])
+
+
+class DisputeDecision(Input):
+    decision: Literal["reject", "partial_refund", "full_refund"]
+    refund_fen: int | None = Field(
+        default=None, gt=0, le=10**12, description="For a partial refund: how much."
+    )
+    note: str = Field(min_length=2, max_length=2000)
+
+
+class DisputeRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    order_id: uuid.UUID
+    fulfilment_id: uuid.UUID
+    reason: str
+    description: str
+    evidence: list[str]
+    claimed_fen: int | None
+    status: Literal["open", "answered", "decided"]
+    answer: str | None
+    answered_at: dt.datetime | None
+    decision: Literal["reject", "partial_refund", "full_refund"] | None
+    refund_fen: int | None
+    decision_note: str | None
+    decided_at: dt.datetime | None
+    created_at: dt.datetime
+
+
+class DisputePage(BaseModel):
+    items: list[DisputeRead]
+    next_cursor: str | None = None

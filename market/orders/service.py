@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, NoReturn
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import CHINA, china_today
@@ -23,7 +23,14 @@ from market.listings import service as listings_service
 from market.logistics import service as logistics_service
 from market.notifications import service as notifications_service
 from market.orders import states
-from market.orders.models import Fulfilment, Order, OrderLine, Shipment, ShipmentEvent
+from market.orders.models import (
+    Dispute,
+    Fulfilment,
+    Order,
+    OrderLine,
+    Shipment,
+    ShipmentEvent,
+)
 from market.organisations import service as organisations_service
 from market.organisations.models import Organisation
 from market.pagination import PageParams, paginate
@@ -653,3 +660,183 @@ async def auto_confirm(session: AsyncSession, *, limit: int = 100) -> int:
 
 async def cooperative_of(session: AsyncSession, cooperative_id: uuid.UUID) -> Organisation:
     return await organisations_service.get_organisation(session, organisation_id=cooperative_id)
+
+
+# ---------------------------------------------------------------- disputes
+
+
+async def open_dispute(
+    session: AsyncSession,
+    *,
+    order_id: uuid.UUID,
+    buyer_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    data: dict[str, Any],
+) -> Dispute:
+    """The buyer complains about one cooperative's part of a paid or completed order; the
+    order is disputed until the platform decides."""
+    order = await get_order(session, order_id=order_id, buyer_id=buyer_id, lock=True)
+    fulfilment = await get_fulfilment(
+        session, fulfilment_id=data["fulfilment_id"], order_id=order.id
+    )
+    if fulfilment.status == "cancelled":
+        raise Conflict(
+            "This part of the order was cancelled.",
+            code="invalid_transition",
+            current_status="cancelled",
+        )
+    pending = await session.scalar(
+        select(Dispute.id).where(
+            Dispute.fulfilment_id == fulfilment.id, Dispute.status != "decided"
+        )
+    )
+    if pending is not None:
+        raise Conflict(
+            "A dispute about this part of the order is already open.", code="dispute_open"
+        )
+    limit = fulfilment.goods_fen + fulfilment.logistics_fen
+    if data.get("claimed_fen") is not None and data["claimed_fen"] > limit:
+        raise Invalid.field(
+            "claimed_fen", f"At most {limit} fen (goods and freight of this part) can be claimed."
+        )
+    if order.status != "disputed":
+        order.status = states.order_transition(order.status, "dispute")
+        order.updated_at = utcnow()
+    dispute = Dispute(order_id=order.id, opened_by_id=user_id, status="open", **data)
+    session.add(dispute)
+    await session.flush()
+    await notifications_service.notify(
+        session,
+        organisation_id=fulfilment.cooperative_id,
+        kind="dispute_opened",
+        subject_type="dispute",
+        subject_id=dispute.id,
+        context={"order_ref": str(order.id)[:8], "reason": dispute.description},
+    )
+    return dispute
+
+
+async def get_dispute(
+    session: AsyncSession,
+    *,
+    dispute_id: uuid.UUID,
+    buyer_id: uuid.UUID | None = None,
+    cooperative_id: uuid.UUID | None = None,
+    lock: bool = False,
+) -> Dispute:
+    stmt = select(Dispute).where(Dispute.id == dispute_id)
+    if buyer_id is not None:
+        stmt = stmt.join(Order, Order.id == Dispute.order_id).where(Order.buyer_id == buyer_id)
+    if cooperative_id is not None:
+        stmt = stmt.join(Fulfilment, Fulfilment.id == Dispute.fulfilment_id).where(
+            Fulfilment.cooperative_id == cooperative_id
+        )
+    if lock:
+        stmt = stmt.with_for_update(of=Dispute)
+    dispute = await session.scalar(stmt)
+    if dispute is None:
+        raise NotFound("No such dispute.")
+    return dispute
+
+
+async def list_disputes(
+    session: AsyncSession,
+    *,
+    page: PageParams,
+    order_id: uuid.UUID | None = None,
+    cooperative_id: uuid.UUID | None = None,
+    undecided: bool = False,
+) -> tuple[list[Dispute], str | None]:
+    stmt = select(Dispute)
+    if order_id is not None:
+        stmt = stmt.where(Dispute.order_id == order_id)
+    if cooperative_id is not None:
+        stmt = stmt.join(Fulfilment, Fulfilment.id == Dispute.fulfilment_id).where(
+            Fulfilment.cooperative_id == cooperative_id
+        )
+    if undecided:
+        stmt = stmt.where(Dispute.status != "decided")
+    return await paginate(session, stmt, page, [Dispute.created_at, Dispute.id], descending=True)
+
+
+async def answer_dispute(
+    session: AsyncSession,
+    *,
+    dispute_id: uuid.UUID,
+    cooperative_id: uuid.UUID,
+    user_id: uuid.UUID | None,
+    answer: str,
+) -> Dispute:
+    dispute = await get_dispute(
+        session, dispute_id=dispute_id, cooperative_id=cooperative_id, lock=True
+    )
+    dispute.status = states.dispute_transition(dispute.status, "answer")
+    dispute.answer = answer
+    dispute.answered_by_id = user_id
+    dispute.answered_at = utcnow()
+    await session.flush()
+    order = await get_order(session, order_id=dispute.order_id)
+    await notifications_service.notify(
+        session,
+        organisation_id=order.buyer_id,
+        kind="dispute_answered",
+        subject_type="dispute",
+        subject_id=dispute.id,
+        context={"order_ref": str(order.id)[:8], "answer": answer},
+    )
+    return dispute
+
+
+DECISION_WORDS = {"reject": "驳回", "partial_refund": "部分退款", "full_refund": "全额退款"}
+
+
+async def decide_dispute(
+    session: AsyncSession,
+    *,
+    dispute_id: uuid.UUID,
+    operator_id: uuid.UUID | None,
+    decision: str,
+    refund_fen: int | None,
+    note: str,
+) -> Dispute:
+    """The platform decides: reject, or refund part or all of the cooperative's part (goods
+    and freight). When no other dispute of the order is open, the order completes."""
+    dispute = await get_dispute(session, dispute_id=dispute_id, lock=True)
+    fulfilment = await get_fulfilment(session, fulfilment_id=dispute.fulfilment_id)
+    limit = fulfilment.goods_fen + fulfilment.logistics_fen
+    if decision == "reject":
+        refund = 0
+    elif decision == "full_refund":
+        refund = limit
+    else:
+        if refund_fen is None or not 0 < refund_fen < limit:
+            raise Invalid.field(
+                "refund_fen", f"A partial refund is more than 0 and less than {limit} fen."
+            )
+        refund = refund_fen
+    dispute.status = states.dispute_transition(dispute.status, "decide")
+    dispute.decision = decision
+    dispute.refund_fen = refund
+    dispute.decision_note = note
+    dispute.decided_by_id = operator_id
+    dispute.decided_at = utcnow()
+    await session.flush()
+    order = await get_order(session, order_id=dispute.order_id, lock=True)
+    still_open = await session.scalar(
+        select(func.count()).where(Dispute.order_id == order.id, Dispute.status != "decided")
+    )
+    if not still_open and order.status == "disputed":
+        order.status = states.order_transition(order.status, "resolve")
+        order.updated_at = utcnow()
+        await session.flush()
+    words = DECISION_WORDS[decision] + (f" {notifications_service.yuan(refund)}" if refund else "")
+    for organisation_id in (order.buyer_id, fulfilment.cooperative_id):
+        await notifications_service.notify(
+            session,
+            organisation_id=organisation_id,
+            kind="dispute_decided",
+            subject_type="dispute",
+            subject_id=dispute.id,
+            context={"order_ref": str(order.id)[:8], "decision": f"{words}：{note}"},
+        )
+    return dispute

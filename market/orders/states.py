@@ -25,7 +25,13 @@ FULFILMENT_TRANSITIONS: dict[str, dict[str, str]] = {
     "deliver": {"shipped": "delivered"},
     "cancel": {"pending": "cancelled", "packed": "cancelled"},
 }
+DISPUTE_TRANSITIONS: dict[str, dict[str, str]] = {
+    "answer": {"open": "answered", "answered": "answered"},
+    "decide": {"open": "decided", "answered": "decided"},
+}
 _PAST = {
+    "answer": "answered",
+    "decide": "decided",
     "pay": "paid",
     "expire": "expired",
     "cancel": "cancelled",
@@ -58,3 +64,7 @@ def order_transition(status: str, event: str) -> str:
 def fulfilment_transition(status: str, event: str) -> str:
     """The fulfilment's status after `event`, or 409 naming the current status."""
     return _transition(FULFILMENT_TRANSITIONS, "A fulfilment", status, event)
+
+
+def dispute_transition(status: str, event: str) -> str:
+    return _transition(DISPUTE_TRANSITIONS, "A dispute", status, event)
