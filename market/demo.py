@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from market import demo_supply
+from market import demo_supply, demo_trading
 from market.accounts import service as accounts_service
 from market.organisations import service as organisations_service
 from market.organisations.models import Organisation
@@ -176,8 +176,9 @@ async def is_empty(session: AsyncSession) -> bool:
 async def load(
     session: AsyncSession, *, key: bytes, advance: Callable[[str], None] = lambda _: None
 ) -> list[DemoLogin]:
-    """Create the demo organisations (all verified), their owners, the poverty flags, and
-    the supply side (registry, members, products, lots, listings)."""
+    """Create the demo organisations (all verified), their owners, the poverty flags, the
+    supply side (registry, members, products, lots, listings) and trading (orders in every
+    state, bids with counter-offers, sealed bids on an auction closing in a few minutes)."""
     logins: list[DemoLogin] = []
     platform_user_id = None
     for demo in ORGANISATIONS:
@@ -216,11 +217,12 @@ async def load(
     )
     assert authority_id is not None
     await demo_supply.load(session, key=key, authority_id=authority_id, advance=advance)
+    await demo_trading.load(session, advance=advance)
     return logins
 
 
 def steps() -> int:
-    return len(ORGANISATIONS) + 1 + demo_supply.steps()
+    return len(ORGANISATIONS) + 1 + demo_supply.steps() + demo_trading.steps()
 
 
 def logins() -> list[DemoLogin]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import select
 
 from market import demo
@@ -38,3 +40,21 @@ async def test_demo_loads_the_baiyin_scenario(client, session, settings):
     public = await client.get("/listings")
     assert public.status_code == 200
     assert {item["sale_mode"] for item in public.json()["items"]} == modes
+
+    # trading: orders in every state, negotiations with a counter-offer, a sealed auction
+    # that closes a few minutes after the demo starts
+    from market.orders.models import Order
+    from market.trading.models import Bid, CounterOffer
+
+    statuses = {o.status for o in (await session.scalars(select(Order))).all()}
+    assert statuses == {"pending_payment", "paid", "completed", "cancelled", "expired", "disputed"}
+    bids = (await session.scalars(select(Bid))).all()
+    assert {b.status for b in bids if b.kind == "negotiation"} == {"open", "countered", "accepted"}
+    assert (await session.scalars(select(CounterOffer))).first() is not None
+    auction = next(
+        x for x in (await session.scalars(select(Listing))).all() if x.sale_mode == "auction"
+    )
+    assert auction.auction_closes_at is not None
+    closes_in = auction.auction_closes_at - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(minutes=1) < closes_in <= dt.timedelta(minutes=5)
+    assert sum(1 for b in bids if b.kind == "auction") == 4
