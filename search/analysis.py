@@ -15,7 +15,7 @@ import threading
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeVar
@@ -175,17 +175,23 @@ class SynonymTable:
         groups = sorted({g for key in keys for g in self.keys.get(key, ())})
         return tuple(_dedupe(t for g in groups for t in self.expansions[g]))
 
-    @property
+    # derived once (the table is immutable), not on every call of the hot indexing path
+    @cached_property
     def latin_keys(self) -> tuple[str, ...]:
         return tuple(sorted(k for k in self.keys if _ASCII_LETTERS.fullmatch(k)))
 
-    @property
+    @cached_property
     def longest_member(self) -> int:
         return max((len(m) for m in self.chinese_members), default=0)
 
-    @property
+    @cached_property
     def longest_phrase(self) -> int:
         return max((len(p) for p in self.phrases), default=0)
+
+    @cached_property
+    def long_chinese_members(self) -> tuple[str, ...]:
+        """Chinese members of three or more characters, sorted (found inside longer runs)."""
+        return tuple(sorted(m for m in self.chinese_members if len(m) > 2))
 
 
 def parse_synonyms(text: str) -> SynonymTable:
@@ -318,6 +324,13 @@ def _words(run: str) -> list[str]:
 
 
 def index_terms(text: str) -> list[str]:
+    """The terms a document field is indexed with (see `_index_terms`); memoised, since
+    cooperative, product and place names repeat across thousands of listings."""
+    return list(_index_terms(text))
+
+
+@lru_cache(maxsize=50_000)
+def _index_terms(text: str) -> tuple[str, ...]:
     """The terms a document field is indexed with, without repeats, in a stable order.
 
     Chinese: each word (and the shorter words inside long ones), every overlapping bigram and
@@ -356,7 +369,7 @@ def index_terms(text: str) -> list[str]:
             terms.append(token)
             terms += [p if p.isdigit() else stem(p) for p in parts if p.isdigit() or len(p) > 1]
     flush_latin()
-    return _dedupe(terms)
+    return tuple(_dedupe(terms))
 
 
 def _han_index_terms(run: str, table: SynonymTable) -> list[str]:
@@ -376,7 +389,7 @@ def _han_index_terms(run: str, table: SynonymTable) -> list[str]:
         if len(word) > 1 and len(initials) > 1:
             terms.append(initials)
     if len(run) > 2:
-        terms += [m for m in sorted(table.chinese_members) if len(m) > 2 and m in run]
+        terms += [m for m in table.long_chinese_members if m in run]
     return terms + _bigrams(run) + list(run)
 
 

@@ -222,14 +222,14 @@ def tsvector_text(weighted: Sequence[tuple[str, str]]) -> str:
     )
 
 
-def _row(doc: ListingDocument) -> dict[str, Any]:
+def _row(doc: ListingDocument, weighted: Sequence[tuple[str, str]]) -> dict[str, Any]:
     if doc.published_at.tzinfo is None:
         raise ValueError(f"listing {doc.id}: published_at needs a time zone")
     return {
         "id": doc.id,
         "version": doc.version,
         "document": json.dumps(document_to_json(doc), ensure_ascii=False),
-        "terms": tsvector_text(document_terms(doc)),
+        "terms": tsvector_text(weighted),
         "title_zh": doc.title_zh,
         "category_code": doc.category_code,
         "province_code": doc.province_code,
@@ -353,12 +353,13 @@ class PostgresSearch:
                 latest[doc.id] = doc
         if not latest:
             return []
-        rows = [_row(doc) for doc in latest.values()]
+        weighted = {doc.id: document_terms(doc) for doc in latest.values()}
+        rows = [_row(doc, weighted[doc.id]) for doc in latest.values()]
         vocabulary = sorted(
             {
                 term
-                for doc in latest.values()
-                for term, _ in document_terms(doc)
+                for terms in weighted.values()
+                for term, _ in terms
                 if _ASCII_TERM.fullmatch(term) and not term.isdigit()
             }
         )
