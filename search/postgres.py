@@ -1,10 +1,11 @@
 """Search in the application's own PostgreSQL database (the embedded default).
 
-One row per publicly visible listing in `search_listing`: the document as JSON, a tsvector of
-the shared analysis (`search.analysis.index_terms`, weighted A for titles, B for the product
-and regional brand, C for the cooperative, D for the place names) with a GIN index, and the
-filter and sort columns. `search_vocabulary` holds the ASCII terms (pinyin, English) with a
-trigram index, from which typed Latin words are corrected (`AnalysedQuery.with_typos`).
+One row per publicly visible listing in `search_listing`: a tsvector of the shared analysis
+(`search.analysis.index_terms`, weighted A for titles, B for the product and regional brand, C
+for the cooperative, D for the place names) with a GIN index, and the filter and sort columns;
+the document as JSON beside it in `search_document`. `search_vocabulary` holds the ASCII terms
+(pinyin, English) with a trigram index, from which typed Latin words are corrected
+(`AnalysedQuery.with_typos`).
 
 Writes go into the caller's transaction when given a connection, so that a listing and its
 search row change together. Relevance ranks only the newest RANK_WINDOW matches of the
@@ -29,6 +30,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Double,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -77,7 +79,6 @@ search_listing = Table(
     metadata,
     Column("id", Text, nullable=False),
     Column("version", BigInteger, nullable=False),
-    Column("document", JSONB, nullable=False),
     Column("terms", TSVECTOR, nullable=False),
     Column("title_zh", Text, nullable=False),
     Column("category_code", Text, nullable=False),
@@ -106,6 +107,18 @@ search_listing = Table(
     Index(None, "county_code"),
 )
 
+# The document that a hit shows, apart from the searched row: with it inline the rows outgrew
+# PostgreSQL's 2 kB page-slice limit and `terms` went to TOAST, so every match and every rank
+# fetched it from there (several times slower); only the page's hits read this table.
+search_document = Table(
+    "search_document",
+    metadata,
+    Column("id", Text, nullable=False),
+    Column("document", JSONB, nullable=False),
+    PrimaryKeyConstraint("id"),
+    ForeignKeyConstraint(["id"], ["search_listing.id"], ondelete="CASCADE"),
+)
+
 search_vocabulary = Table(
     "search_vocabulary",
     metadata,
@@ -131,30 +144,37 @@ _DISTANCE = (
 )
 _TSQUERY = "CAST(CAST(:tsquery AS text) AS tsquery)"
 
+# the document follows its row only when the row was written (not an older version)
 _UPSERT = text(
     """
-    INSERT INTO search_listing (
-        id, version, document, terms, title_zh, category_code, province_code, city_code,
-        county_code, is_poverty_county, certifications, storage_class, sale_mode,
-        unit_price_fen, quantity_available, poor_share_bp, latitude, longitude, published_at
-    ) VALUES (
-        :id, :version, CAST(CAST(:document AS text) AS jsonb),
-        CAST(CAST(:terms AS text) AS tsvector), :title_zh, :category_code, :province_code,
-        :city_code, :county_code, :is_poverty_county, CAST(:certifications AS text[]),
-        :storage_class, :sale_mode, :unit_price_fen, :quantity_available, :poor_share_bp,
-        :latitude, :longitude, :published_at
+    WITH written AS (
+        INSERT INTO search_listing (
+            id, version, terms, title_zh, category_code, province_code, city_code,
+            county_code, is_poverty_county, certifications, storage_class, sale_mode,
+            unit_price_fen, quantity_available, poor_share_bp, latitude, longitude,
+            published_at
+        ) VALUES (
+            :id, :version, CAST(CAST(:terms AS text) AS tsvector), :title_zh, :category_code,
+            :province_code, :city_code, :county_code, :is_poverty_county,
+            CAST(:certifications AS text[]), :storage_class, :sale_mode, :unit_price_fen,
+            :quantity_available, :poor_share_bp, :latitude, :longitude, :published_at
+        )
+        ON CONFLICT (id) DO UPDATE SET
+            version = EXCLUDED.version, terms = EXCLUDED.terms,
+            title_zh = EXCLUDED.title_zh, category_code = EXCLUDED.category_code,
+            province_code = EXCLUDED.province_code, city_code = EXCLUDED.city_code,
+            county_code = EXCLUDED.county_code, is_poverty_county = EXCLUDED.is_poverty_county,
+            certifications = EXCLUDED.certifications, storage_class = EXCLUDED.storage_class,
+            sale_mode = EXCLUDED.sale_mode, unit_price_fen = EXCLUDED.unit_price_fen,
+            quantity_available = EXCLUDED.quantity_available,
+            poor_share_bp = EXCLUDED.poor_share_bp, latitude = EXCLUDED.latitude,
+            longitude = EXCLUDED.longitude, published_at = EXCLUDED.published_at
+        WHERE search_listing.version <= EXCLUDED.version
+        RETURNING id
     )
-    ON CONFLICT (id) DO UPDATE SET
-        version = EXCLUDED.version, document = EXCLUDED.document, terms = EXCLUDED.terms,
-        title_zh = EXCLUDED.title_zh, category_code = EXCLUDED.category_code,
-        province_code = EXCLUDED.province_code, city_code = EXCLUDED.city_code,
-        county_code = EXCLUDED.county_code, is_poverty_county = EXCLUDED.is_poverty_county,
-        certifications = EXCLUDED.certifications, storage_class = EXCLUDED.storage_class,
-        sale_mode = EXCLUDED.sale_mode, unit_price_fen = EXCLUDED.unit_price_fen,
-        quantity_available = EXCLUDED.quantity_available,
-        poor_share_bp = EXCLUDED.poor_share_bp, latitude = EXCLUDED.latitude,
-        longitude = EXCLUDED.longitude, published_at = EXCLUDED.published_at
-    WHERE search_listing.version <= EXCLUDED.version
+    INSERT INTO search_document (id, document)
+    SELECT id, CAST(CAST(:document AS text) AS jsonb) FROM written
+    ON CONFLICT (id) DO UPDATE SET document = EXCLUDED.document
     """
 )
 # only the missing terms, in order: concurrent writers then rarely wait on each other and
@@ -532,7 +552,7 @@ class PostgresSearch:
                 "s.document "
                 f"FROM (SELECT m.* FROM ({inner}) AS m WHERE {keyset} "
                 f"ORDER BY {order} LIMIT :limit) AS p "
-                "JOIN search_listing AS s ON s.id = p.id ORDER BY "
+                "JOIN search_document AS s ON s.id = p.id ORDER BY "
                 + ", ".join(f"p.{e} {'DESC' if d else 'ASC'}" for e, d in keys)
                 + ", p.id ASC"
             )

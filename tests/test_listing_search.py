@@ -305,7 +305,7 @@ async def test_reindex_rebuilds_a_damaged_index_and_check_says_so(clean_db, engi
         )
         await conn.execute(
             text(
-                "INSERT INTO search_listing SELECT 'ghost', version, document, terms, title_zh, "
+                "INSERT INTO search_listing SELECT 'ghost', version, terms, title_zh, "
                 "category_code, province_code, city_code, county_code, is_poverty_county, "
                 "certifications, storage_class, sale_mode, unit_price_fen, quantity_available, "
                 "poor_share_bp, latitude, longitude, published_at FROM search_listing LIMIT 1"
