@@ -12,4 +12,7 @@ BENCHMARKS: dict[str, str] = {
     "api-overhead": "bench.api_overhead",
     "shares": "bench.shares",
     "listing-read": "bench.listing_read",
+    "search": "bench.search",
+    "clearing": "bench.clearing",
+    "trading": "bench.trading",
 }

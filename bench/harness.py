@@ -53,6 +53,9 @@ class Options:
     records: int = 1_000_000
     duration: float = 5.0  # listing-read: seconds of load per side and round
     connections: int = 32  # listing-read: concurrent connections of the load generator
+    listings: int = 100_000  # search: generated listing documents (targets: 1,000,000)
+    buyers: int = 50  # trading: concurrent buyers (and listings of the spread side)
+    bids: tuple[int, ...] = (200, 1000)  # trading: sealed bids per auction cleared
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -139,7 +139,7 @@ def clear(
         if want <= remaining:
             status[i], allocated[i], reasons[i] = "won", want, None
             remaining -= want
-        elif True:
+        elif partial[i]:
             status[i], allocated[i], reasons[i] = "partially_won", remaining, None
             remaining = 0
         else:
