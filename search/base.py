@@ -135,9 +135,12 @@ class FacetCount:
 @dataclass(frozen=True)
 class Result:
     hits: list[Hit]
-    total: int
+    total: int  # all matches, or a lower bound when not total_exact
     next_cursor: str | None = None
     facets: dict[str, list[FacetCount]] = field(default_factory=dict)
+    # False when there are more matches than the backend counts exactly (total is then that
+    # limit, and facets count that many of the matches)
+    total_exact: bool = True
 
 
 @runtime_checkable

@@ -9,7 +9,8 @@ the document as JSON beside it in `search_document`. `search_vocabulary` holds t
 
 Writes go into the caller's transaction when given a connection, so that a listing and its
 search row change together. Relevance ranks only the newest RANK_WINDOW matches of the
-filtered set, so that a common word never ranks hundreds of thousands of rows.
+filtered set, and counts and facets stop at COUNT_LIMIT matches (`Result.total_exact` is then
+false), so that a common word never ranks or counts hundreds of thousands of rows.
 """
 
 from __future__ import annotations
@@ -128,7 +129,10 @@ search_vocabulary = Table(
 )
 
 # relevance ranks at most this many matches (the newest) of the filtered set
-RANK_WINDOW = 10_000
+RANK_WINDOW = 2_000
+# beyond this many matches the total says "at least" and facets count this many of them (as
+# Elasticsearch's track_total_hits does): an exact count of a common word visits every match
+COUNT_LIMIT = 10_000
 EARTH_RADIUS_KM = 6371.0088  # the mean radius, as Elasticsearch's arc distance uses
 _ASCII_TERM = re.compile(r"[a-z0-9]+")
 _HAN = re.compile(r"[\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
@@ -323,9 +327,16 @@ class PostgresSearch:
 
     name = "postgres"
 
-    def __init__(self, engine: AsyncEngine, *, connection: AsyncConnection | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        connection: AsyncConnection | None = None,
+        count_limit: int = COUNT_LIMIT,
+    ) -> None:
         self.engine = engine
         self.connection = connection
+        self.count_limit = count_limit
 
     async def health(self) -> Health:
         try:
@@ -558,7 +569,11 @@ class PostgresSearch:
             )
             rows = (await conn.execute(text(page_sql), {**params, "limit": limit + 1})).all()
 
-            total, facets = await self._count(conn, condition, params, query.facets)
+            total, facets = await self._count(
+                conn, condition, params, query.facets, self.count_limit
+            )
+        exact = total <= self.count_limit
+        total = min(total, self.count_limit)
 
         next_cursor = None
         if len(rows) > limit:
@@ -575,14 +590,24 @@ class PostgresSearch:
             )
             for row in rows
         ]
-        return Result(hits=hits, total=total, next_cursor=next_cursor, facets=facets)
+        return Result(
+            hits=hits, total=total, next_cursor=next_cursor, facets=facets, total_exact=exact
+        )
 
     @staticmethod
     async def _count(
-        conn: AsyncConnection, condition: str, params: dict[str, Any], with_facets: bool
+        conn: AsyncConnection,
+        condition: str,
+        params: dict[str, Any],
+        with_facets: bool,
+        limit: int,
     ) -> tuple[int, dict[str, list[FacetCount]]]:
+        params = {**params, "count_limit": limit + 1, "facet_limit": limit}
         if not with_facets:
-            count_sql = f"SELECT count(*) FROM search_listing WHERE {condition}"  # noqa: S608
+            count_sql = (
+                "SELECT count(*) FROM (SELECT 1 FROM search_listing "  # noqa: S608
+                f"WHERE {condition} LIMIT :count_limit) AS m"
+            )
             total = await conn.scalar(text(count_sql), params)
             return int(total or 0), {}
         buckets = " ".join(
@@ -595,15 +620,15 @@ class PostgresSearch:
             WITH f AS MATERIALIZED (
                 SELECT category_code, province_code, certifications, storage_class,
                        unit_price_fen
-                FROM search_listing WHERE {condition}
-            )
+                FROM search_listing WHERE {condition} LIMIT :count_limit
+            ), g AS MATERIALIZED (SELECT * FROM f LIMIT :facet_limit)
             SELECT 'total' AS facet, '' AS value, count(*) AS n FROM f
-            UNION ALL SELECT 'category', category_code, count(*) FROM f GROUP BY 2
-            UNION ALL SELECT 'province', province_code, count(*) FROM f GROUP BY 2
+            UNION ALL SELECT 'category', category_code, count(*) FROM g GROUP BY 2
+            UNION ALL SELECT 'province', province_code, count(*) FROM g GROUP BY 2
             UNION ALL SELECT 'certification', c, count(*)
-                FROM f CROSS JOIN LATERAL unnest(f.certifications) AS c GROUP BY 2
-            UNION ALL SELECT 'storage_class', storage_class, count(*) FROM f GROUP BY 2
-            UNION ALL SELECT 'price', CASE {buckets} END, count(*) FROM f GROUP BY 2
+                FROM g CROSS JOIN LATERAL unnest(g.certifications) AS c GROUP BY 2
+            UNION ALL SELECT 'storage_class', storage_class, count(*) FROM g GROUP BY 2
+            UNION ALL SELECT 'price', CASE {buckets} END, count(*) FROM g GROUP BY 2
         """  # noqa: S608
         counts: dict[str, dict[str, int]] = {}
         for facet, value, n in (await conn.execute(text(sql), params)).all():

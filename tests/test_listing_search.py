@@ -53,6 +53,7 @@ async def test_a_published_listing_is_found_at_once_with_what_buyers_need(client
     assert await search(client, q="枸杞") == {
         "items": [],
         "total": 0,
+        "total_exact": True,
         "next_cursor": None,
         "facets": {},
     }
@@ -410,3 +411,21 @@ async def test_a_listing_of_an_unverified_cooperative_is_never_found(client, ses
     await session.flush()
     await sync.index_own_changes(session, client._transport.app.state.search)  # type: ignore[attr-defined]
     assert ids(await search(client, q="枸杞")) == []
+
+
+async def test_counts_stop_at_the_limit_and_say_so(engine, connection, session):
+    """A common word is not counted to the last match: past the limit the total is a lower
+    bound (total_exact false) and the facets count that many matches."""
+    from search.base import Query
+
+    supply = await make_supply(session, poor_grams=600_000)
+    for _ in range(7):
+        await make_listing(session, supply, quantity=10)
+    await session.flush()
+    await sync.index_own_changes(session, PostgresSearch(engine, connection=connection))
+    capped = PostgresSearch(engine, connection=connection, count_limit=5)
+    result = await capped.search(Query(text="枸杞", facets=True, limit=100))
+    assert (result.total, result.total_exact, len(result.hits)) == (5, False, 7)
+    assert sum(f.count for f in result.facets["storage_class"]) == 5
+    exact = await PostgresSearch(engine, connection=connection).search(Query(text="枸杞"))
+    assert (exact.total, exact.total_exact) == (7, True)

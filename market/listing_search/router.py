@@ -159,6 +159,7 @@ async def search_listings(
     return SearchResults(
         items=[_hit(h) for h in result.hits],
         total=result.total,
+        total_exact=result.total_exact,
         next_cursor=result.next_cursor,
         facets=facets,
     )

@@ -110,7 +110,14 @@ class FacetValue(BaseModel):
 
 class SearchResults(BaseModel):
     items: list[SearchHit]
-    total: int = Field(description="How many listings match, across all pages.")
+    total: int = Field(
+        description="How many listings match, across all pages (at most 10,000 counted)."
+    )
+    total_exact: bool = Field(
+        default=True,
+        description="False when more than 10,000 match: `total` is then a lower bound and the "
+        "facets count 10,000 of the matches.",
+    )
     next_cursor: str | None = None
     facets: dict[str, list[FacetValue]] = Field(default_factory=dict)
 

@@ -482,7 +482,8 @@ async def clear_auction(
     )
     allocated = revenue = winners = 0
     for bid, outcome in sorted(
-        zip(bids, outcomes, strict=True), key=lambda pair: (-pair[0].unit_price_fen, pair[0].seq)
+        zip(bids, outcomes, strict=True),
+        key=lambda pair: (-pair[0].unit_price_fen, pair[0].seq),  # clearing.ranking_key
     ):
         reason = outcome.reason
         if outcome.quantity > 0:
