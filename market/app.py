@@ -14,6 +14,7 @@ from market.api import TAGS, include_routers
 from market.config import PaymentProvider, SearchBackend, Settings
 from market.db import create_engine, create_sessionmaker
 from market.errors import StartupError, install_error_handlers
+from market.listing_search import service as listing_search_service
 from market.listing_search import tasks as search_tasks
 from market.listings.router import create_read_pool, install_fast_routes
 from market.notifications import tasks as notifications_tasks
@@ -160,6 +161,7 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.search = None
     app.state.payments = None
+    app.state.before_commit = listing_search_service.index_own_changes
     app.state.read_pool = None
     install_error_handlers(app)
     include_routers(app)

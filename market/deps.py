@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from market.config import Settings
 from market.errors import Forbidden, Unauthorized
 from market.idempotency import service as idempotency_service
-from market.listing_search import service as listing_search_service
 from payments.base import PaymentProvider
 from search.base import ListingSearch
 
@@ -31,7 +30,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             yield session
             if request.method not in ("GET", "HEAD", "OPTIONS"):
                 # on PostgreSQL, the search rows of changed listings commit with the change
-                await listing_search_service.index_own_changes(session, request.app.state.search)
+                # (the hook is set by create_app: deps imports no domain service)
+                await request.app.state.before_commit(session, request.app.state.search)
             await session.commit()
         except BaseException:
             await session.rollback()

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from functools import lru_cache
 from typing import Any, Protocol
 
-from jinja2 import Environment, StrictUndefined
+from jinja2 import Environment, StrictUndefined, Template
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,9 +72,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
 _text = Environment(undefined=StrictUndefined, autoescape=False)  # noqa: S701 - plain text
 
 
-def render(kind: str, context: dict[str, Any]) -> tuple[str, str]:
+@lru_cache(maxsize=len(MESSAGES))
+def _compiled(kind: str) -> tuple[Template, Template]:
     title, body = MESSAGES[kind]
-    return _text.from_string(title).render(context), _text.from_string(body).render(context)
+    return _text.from_string(title), _text.from_string(body)
+
+
+def render(kind: str, context: dict[str, Any]) -> tuple[str, str]:
+    title, body = _compiled(kind)
+    return title.render(context), body.render(context)
 
 
 def yuan(fen: int) -> str:
