@@ -1,13 +1,16 @@
-"""The PostgreSQL search backend against a golden table of queries.
+"""Both search backends against one golden table of queries.
 
-DOCUMENTS and GOLDEN are plain data, so that the Elasticsearch backend can run the same table
-and must give the same answers. Relevance order is backend-specific (ts_rank_cd against
-BM25), so relevance cases compare sets; every explicit sort compares the exact order."""
+Every test taking `backend` runs on PostgreSQL and on Elasticsearch, which must give the same
+answers. Elasticsearch is osmem-server here, an in-memory OpenSearch-compatible server standing
+in for a real cluster (tests/peers.py). Relevance order is backend-specific (ts_rank_cd against
+added field weights), so relevance cases compare sets; every explicit sort compares the exact
+order."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -25,7 +28,9 @@ from search.base import (
     Query,
     Result,
 )
+from search.elasticsearch import ElasticsearchSearch, make_client
 from search.postgres import PostgresSearch, decode_cursor, encode_cursor
+from tests.peers import search_server
 
 BEIJING = GeoPoint(39.9042, 116.4074)
 GI, GREEN, ORGANIC = "geographical_indication", "green_food", "organic"
@@ -249,12 +254,79 @@ GOLDEN: list[Golden] = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-async def backend(engine: AsyncEngine, connection: AsyncConnection) -> AsyncIterator[Any]:
-    """The backend bound to the test's rolled-back transaction, with DOCUMENTS indexed."""
-    search = PostgresSearch(engine, connection=connection)
-    await search.index(DOCUMENTS, connection=connection)
-    yield search
+Backend = PostgresSearch | ElasticsearchSearch
+
+
+@pytest.fixture(scope="module")
+def search_url() -> Iterator[str]:
+    """One osmem-server (standing in for Elasticsearch) for the module's tests."""
+    with search_server() as server:
+        yield server.url
+
+
+@pytest.fixture(params=["postgres", "elasticsearch"])
+async def backend(
+    request: pytest.FixtureRequest,
+    engine: AsyncEngine,
+    connection: AsyncConnection,
+    search_url: str,
+) -> AsyncIterator[Backend]:
+    """Each backend with DOCUMENTS indexed: PostgreSQL bound to the test's rolled-back
+    transaction; Elasticsearch in indices of its own (a fresh prefix), dropped afterwards."""
+    if request.param == "postgres":
+        search = PostgresSearch(engine, connection=connection)
+        await search.index(DOCUMENTS, connection=connection)
+        yield search
+        return
+    elastic = ElasticsearchSearch(
+        make_client(search_url, opensearch_compat=True), index_prefix=f"t{uuid.uuid4().hex[:12]}"
+    )
+    try:
+        assert await elastic.ensure_index() is True
+        assert await elastic.index(DOCUMENTS) == []
+        await elastic.refresh()
+        yield elastic
+    finally:
+        await elastic.drop()
+        await elastic.close()
+
+
+async def write(
+    backend: Backend,
+    documents: Sequence[ListingDocument] = (),
+    deletions: Sequence[Deletion] = (),
+) -> None:
+    """Index and delete through either backend (PostgreSQL: in the test's transaction;
+    Elasticsearch: refreshed, so that the next search sees it); nothing may fail."""
+    failures = []
+    if documents:
+        failures += await backend.index(documents)
+    if deletions:
+        failures += await backend.delete(deletions)
+    if isinstance(backend, ElasticsearchSearch):
+        await backend.refresh()
+    assert failures == []
+
+
+async def stored(backend: Backend, listing_id: str) -> tuple[int, str] | None:
+    """(version, the stored document's title) of an indexed listing, None if not indexed."""
+    if isinstance(backend, ElasticsearchSearch):
+        version = (await backend.versions([listing_id])).get(listing_id)
+        if version is None:
+            return None
+        got = await backend.client.get(index=backend.alias, id=listing_id)
+        return version, got["_source"]["document"]["title_zh"]
+    assert backend.connection is not None
+    row = (
+        await backend.connection.execute(
+            text(
+                "SELECT l.version, d.document->>'title_zh' FROM search_listing l "
+                "JOIN search_document d USING (id) WHERE l.id = :i"
+            ),
+            {"i": listing_id},
+        )
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
 
 
 def _by_id(listing_id: str) -> ListingDocument:
@@ -277,8 +349,11 @@ def test_the_golden_table_is_large_enough():
     assert all(set(g.expected) <= known for g in GOLDEN)
 
 
-def test_the_backend_implements_the_interface(engine):
+async def test_the_backends_implement_the_interface(engine, search_url):
     assert isinstance(PostgresSearch(engine), ListingIndex)
+    elastic = ElasticsearchSearch(make_client(search_url, opensearch_compat=True))
+    assert isinstance(elastic, ListingIndex)
+    await elastic.close()
 
 
 @pytest.mark.parametrize("case", GOLDEN, ids=[g.name for g in GOLDEN])
@@ -367,6 +442,7 @@ async def test_distance_and_highlight_in_hits(backend):
     assert hit.distance_km == pytest.approx(38.3, abs=0.1)
     assert hit.highlight == "昌平<em>苹果</em> 富士 一级"
     assert hit.score > 0
+    assert hit.document == _by_id("apple")  # as indexed, to show without a lookup
 
     by_pinyin = await backend.search(Query(text="gouqi", sort="newest"))
     assert [h.highlight for h in by_pinyin.hits] == [
@@ -401,45 +477,49 @@ async def test_limit_is_capped_and_cursors_are_checked(backend):
         await backend.search(Query(sort="distance"))
 
 
-async def test_an_older_version_never_overwrites(backend, connection):
+async def test_an_older_version_never_overwrites(backend):
     goji = _by_id("goji_jingyuan")
-    await backend.index([replace(goji, version=3, title_zh="靖远枸杞 新货")], connection=connection)
-    await backend.index([replace(goji, version=2, title_zh="靖远枸杞 旧货")], connection=connection)
-    row = (
-        await connection.execute(
-            text(
-                "SELECT version, title_zh, document->>'title_zh' FROM search_listing WHERE id = :i"
-            ),
-            {"i": goji.id},
-        )
-    ).one()
-    assert tuple(row) == (3, "靖远枸杞 新货", "靖远枸杞 新货")
+    await write(backend, [replace(goji, version=3, title_zh="靖远枸杞 新货")])
+    await write(backend, [replace(goji, version=2, title_zh="靖远枸杞 旧货")])
+    assert await stored(backend, goji.id) == (3, "靖远枸杞 新货")
     assert ids(await backend.search(Query(text="新货"))) == [goji.id]
     assert ids(await backend.search(Query(text="旧货"))) == []
+    # the same version is written again (a reindex after the analysis changed)
+    await write(backend, [replace(goji, version=3, title_zh="靖远枸杞 新货 重写")])
+    assert await stored(backend, goji.id) == (3, "靖远枸杞 新货 重写")
+    assert ids(await backend.search(Query(text="重写"))) == [goji.id]
 
     # a delete of an older version keeps the newer document; the current version deletes
-    await backend.delete([Deletion(goji.id, 2)], connection=connection)
+    await write(backend, deletions=[Deletion(goji.id, 2)])
     assert ids(await backend.search(Query(text="新货"))) == [goji.id]
-    await backend.delete([Deletion(goji.id, 3)], connection=connection)
+    await write(backend, deletions=[Deletion(goji.id, 3)])
     assert ids(await backend.search(Query(text="新货"))) == []
     assert sorted(ids(await backend.search(Query(text="枸杞")))) == ["goji_zhongning"]
+    assert await stored(backend, goji.id) is None
+    # deleting what is not indexed is no failure
+    await write(backend, deletions=[Deletion("never_indexed", 1)])
 
 
-async def test_a_batch_keeps_the_newest_of_repeats_and_fills_the_vocabulary(backend, connection):
+async def test_a_batch_keeps_the_newest_of_repeats(backend):
     honey = _by_id("honey")
-    await backend.index(
-        [replace(honey, version=5, title_en="Miyun raw honey"), replace(honey, version=4)],
-        connection=connection,
+    await write(
+        backend, [replace(honey, version=5, title_en="Miyun raw honey"), replace(honey, version=4)]
     )
-    version = await connection.scalar(text("SELECT version FROM search_listing WHERE id='honey'"))
-    assert version == 5
+    assert await stored(backend, "honey") == (5, honey.title_zh)
+    # a typo of a word only the English title carries is corrected from the index's terms
+    assert ids(await backend.search(Query(text="miyn"))) == ["honey"]
+    assert ids(await backend.search(Query(text="Miyun raw"))) == ["honey"]
+
+
+async def test_postgres_fills_the_vocabulary(engine, connection):
+    backend = PostgresSearch(engine, connection=connection)
+    honey = _by_id("honey")
+    await backend.index([*DOCUMENTS, replace(honey, version=5, title_en="Miyun raw honey")])
     vocabulary = set(
         (await connection.execute(text("SELECT term FROM search_vocabulary"))).scalars()
     )
     assert {"gouqi", "gq", "miyun", "raw", "honey", "fengmi"} <= vocabulary
     assert not any(not t.isascii() or t.isdigit() for t in vocabulary)
-    # a typo of a word only the English title carries
-    assert ids(await backend.search(Query(text="miyn"))) == ["honey"]
 
 
 async def test_index_writes_in_the_callers_transaction(engine, clean_db):
@@ -477,8 +557,9 @@ async def test_suggest(backend, prefix, expected):
     assert await backend.suggest(prefix) == expected
 
 
-async def test_suggest_limit_and_distinct_titles(backend, connection):
-    await backend.index(
+async def test_suggest_limit_and_distinct_titles(backend):
+    await write(
+        backend,
         [
             replace(
                 _by_id("goji_jingyuan"),
@@ -486,7 +567,6 @@ async def test_suggest_limit_and_distinct_titles(backend, connection):
                 published_at=dt.datetime(2026, 11, 20, tzinfo=dt.UTC),
             )
         ],
-        connection=connection,
     )
     assert await backend.suggest("枸杞", limit=1) == ["靖远枸杞 特级干果 500g"]
     assert await backend.suggest("枸杞") == ["靖远枸杞 特级干果 500g", "宁夏中宁枸杞 头茬"]
