@@ -360,6 +360,9 @@ async def place_order(
     await session.flush()
     session.add_all(lines)
     await session.flush()
+    # the notification before the reservations: a hot listing's row lock is then held only
+    # from its reservation to the commit (a refusal rolls the notification back with the rest)
+    await _tell_cooperatives(session, order, "order_placed")
     # reservations last, in listing order; a refusal (409 insufficient_stock) rolls back all
     for line in merged:
         await listings_service.reserve(
@@ -371,7 +374,6 @@ async def place_order(
             user_id=user_id,
             check_window=prices is None,
         )
-    await _tell_cooperatives(session, order, "order_placed")
     return order
 
 
