@@ -619,9 +619,10 @@ async def test_dispute_answer_and_platform_decision(client, session):
     )
     assert decided.status_code == 200, decided.text
     assert (decided.json()["decision"], decided.json()["refund_fen"]) == ("partial_refund", 15_000)
+    # nothing had shipped: the order is paid again and its part can still be fulfilled
     assert (await client.get(orders_url(organisation, order_id), headers=bearer(token))).json()[
         "status"
-    ] == "completed"
+    ] == "paid"
     again = await client.post(
         f"/platform/disputes/{dispute_id}/decide",
         headers=operator,
@@ -632,3 +633,41 @@ async def test_dispute_answer_and_platform_decision(client, session):
     other, other_token = await buyer(session)
     hidden = await client.get(orders_url(other, order_id, "disputes"), headers=bearer(other_token))
     assert hidden.status_code == 404
+
+
+async def test_a_decided_dispute_before_shipment_lets_the_order_go_on_and_caps_refunds(
+    client, session
+):
+    from tests.factories import platform_operator
+
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    order = (
+        await place(client, organisation, token, [{"listing_id": str(listing.id), "quantity": 10}])
+    ).json()
+    order_id, fid = order["id"], order["fulfilments"][0]["id"]
+    await orders_service.mark_paid(session, order_id=uuid.UUID(order_id), reference="BANK-8")
+    url = orders_url(organisation, order_id, "disputes")
+    body = {"fulfilment_id": fid, "reason": "not_delivered", "description": "迟迟未发货"}
+    dispute_id = (await client.post(url, headers=bearer(token), json=body)).json()["id"]
+    _, operator_token = await platform_operator(session)
+    decided = await client.post(
+        f"/platform/disputes/{dispute_id}/decide",
+        headers=bearer(operator_token),
+        json={"decision": "full_refund", "note": "全额退款"},
+    )
+    assert decided.status_code == 200, decided.text
+    # nothing was delivered: the order is paid again, its part can still ship
+    assert (await client.get(orders_url(organisation, order_id), headers=bearer(token))).json()[
+        "status"
+    ] == "paid"
+    shipped = await client.post(
+        fulfilments_url(supply, fid, "shipments"),
+        headers=bearer(supply.token) | key(),
+        json={"carrier": "中通", "tracking_number": "ZT9"},
+    )
+    assert shipped.status_code == 201, shipped.text
+    # refunded in full once: no second claim on the same part
+    again = await client.post(url, headers=bearer(token), json={**body, "reason": "quality"})
+    problem(again, 409, "fully_refunded")

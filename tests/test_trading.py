@@ -405,3 +405,23 @@ async def test_two_workers_racing_to_clear_give_one_result(
             [3 * 5500, 3 * 5400, 3 * 5300, 1 * 5200]
         )
         assert await listing_state(session, listing.id) == (0, 10, 0)
+
+
+async def test_winners_get_their_orders_when_the_window_closes_with_the_bidding(client, session):
+    """A listing whose validity ends when its bidding does is still sold to its winners."""
+    _, listing = await auction(session, quantity=10, reserve=None)
+    organisation, token = await buyer(session)
+    placed = await bid(client, organisation, token, listing.id, quantity=4, expires_at=None)
+    assert placed.status_code == 201, placed.text
+    await session.execute(
+        text(
+            "UPDATE listing SET valid_from = now() - interval '1 hour', "
+            "auction_closes_at = now() - interval '1 second', "
+            "valid_until = now() - interval '1 second' WHERE id = :id"
+        ),
+        {"id": listing.id},
+    )
+    result = await trading_service.clear_auction(session, listing_id=listing.id, terms=TERMS)
+    assert result is not None and (result.winners, result.quantity_allocated) == (1, 4)
+    won = await session.get(Bid, uuid.UUID(placed.json()["id"]), populate_existing=True)
+    assert won is not None and won.status == "won" and won.order_id is not None

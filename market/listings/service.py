@@ -926,11 +926,21 @@ SELECT CAST(l.id AS text) AS id, l.title_zh, l.title_en, l.description, l.sale_m
   ) s ON true
  WHERE {where}
    AND o.verification_status = 'verified'
-   AND l.status = 'active' AND l.valid_from <= statement_timestamp()
-   AND (l.valid_until IS NULL OR l.valid_until > statement_timestamp())
+   AND {visible}
 """
-PUBLIC_ONE_SQL = text(_PUBLIC.format(where="l.id = CAST(:listing_id AS uuid)"))
-PUBLIC_MANY_SQL = text(_PUBLIC.format(where="l.id = ANY(CAST(:listing_ids AS uuid[]))"))
+_ON_SALE_NOW = """l.status = 'active' AND l.valid_from <= statement_timestamp()
+   AND (l.valid_until IS NULL OR l.valid_until > statement_timestamp())"""
+PUBLIC_ONE_SQL = text(
+    _PUBLIC.format(where="l.id = CAST(:listing_id AS uuid)", visible=_ON_SALE_NOW)
+)
+PUBLIC_MANY_SQL = text(
+    _PUBLIC.format(where="l.id = ANY(CAST(:listing_ids AS uuid[]))", visible=_ON_SALE_NOW)
+)
+# the same rows for a sale agreed earlier (an accepted bid, a cleared auction): the listing
+# may have left its window or closed its bidding since, but not been withdrawn
+AGREED_MANY_SQL = text(
+    _PUBLIC.format(where="l.id = ANY(CAST(:listing_ids AS uuid[]))", visible="l.status = 'active'")
+)
 # PUBLIC_ONE_SQL compiled once by SQLAlchemy's asyncpg dialect: the very string (and the order
 # of its $n parameters) that the engine sends for it, for running it on asyncpg directly
 _PUBLIC_ONE_COMPILED = PUBLIC_ONE_SQL.compile(dialect=postgresql_asyncpg.dialect())
@@ -1043,6 +1053,15 @@ async def public_rows(
     """The public rows (see `public_document`) of those of `listing_ids` that are publicly
     visible now; the others are left out."""
     result = await conn.execute(PUBLIC_MANY_SQL, {"listing_ids": list(listing_ids), "today": today})
+    return [dict(row) for row in result.mappings()]
+
+
+async def agreed_rows(
+    conn: AsyncConnection, listing_ids: Sequence[uuid.UUID], today: dt.date
+) -> list[dict[str, Any]]:
+    """As `public_rows`, for listings whose sale was agreed earlier (an accepted bid or a
+    cleared auction): active, from a verified cooperative, whatever their window says now."""
+    result = await conn.execute(AGREED_MANY_SQL, {"listing_ids": list(listing_ids), "today": today})
     return [dict(row) for row in result.mappings()]
 
 

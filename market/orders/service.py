@@ -86,7 +86,7 @@ async def get_order(
     if buyer_id is not None:
         stmt = stmt.where(Order.buyer_id == buyer_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     order = await session.scalar(stmt)
     if order is None:
         raise NotFound("No such order.")
@@ -100,13 +100,17 @@ async def lines_of(session: AsyncSession, order_ids: list[uuid.UUID]) -> list[Or
     return list(rows)
 
 
-async def fulfilments_of(session: AsyncSession, order_ids: list[uuid.UUID]) -> list[Fulfilment]:
-    rows = await session.scalars(
+async def fulfilments_of(
+    session: AsyncSession, order_ids: list[uuid.UUID], *, lock: bool = False
+) -> list[Fulfilment]:
+    stmt = (
         select(Fulfilment)
         .where(Fulfilment.order_id.in_(order_ids))
         .order_by(Fulfilment.created_at, Fulfilment.id)
     )
-    return list(rows)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    return list(await session.scalars(stmt))
 
 
 async def shipments_of(session: AsyncSession, fulfilment_ids: list[uuid.UUID]) -> list[Shipment]:
@@ -239,11 +243,11 @@ async def place_order(
     merged = _merge(data["lines"])
     today = china_today()
     connection = await session.connection()
+    # a direct order buys what is on sale now; an agreed price (accepted bid, cleared
+    # auction) buys from an active listing even when its window or bidding has closed since
+    rows_of = listings_service.public_rows if prices is None else listings_service.agreed_rows
     public = {
-        row["id"]: row
-        for row in await listings_service.public_rows(
-            connection, [x.listing_id for x in merged], today
-        )
+        row["id"]: row for row in await rows_of(connection, [x.listing_id for x in merged], today)
     }
     order = Order(
         id=uuid.uuid4(),
@@ -450,7 +454,7 @@ async def cancel_order(
     """The buyer cancels before anything has shipped: the reserved stock goes back. (A paid
     order's refund is the payments step's.)"""
     order = await get_order(session, order_id=order_id, buyer_id=buyer_id, lock=True)
-    fulfilments = await fulfilments_of(session, [order.id])
+    fulfilments = await fulfilments_of(session, [order.id], lock=True)
     shipped = [f for f in fulfilments if f.status not in ("pending", "packed", "cancelled")]
     if shipped:
         raise Conflict(
@@ -488,7 +492,7 @@ async def get_fulfilment(
     if order_id is not None:
         stmt = stmt.where(Fulfilment.order_id == order_id)
     if lock:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
     fulfilment = await session.scalar(stmt)
     if fulfilment is None:
         raise NotFound("No such fulfilment.")
@@ -511,24 +515,32 @@ async def list_fulfilments(
     )
 
 
-async def _paid_order_of(session: AsyncSession, fulfilment: Fulfilment) -> Order:
-    order = await get_order(session, order_id=fulfilment.order_id)
+async def _locked_for_fulfilment(
+    session: AsyncSession, *, fulfilment_id: uuid.UUID, cooperative_id: uuid.UUID
+) -> tuple[Order, Fulfilment]:
+    """The paid order and the fulfilment, locked in the order every writer takes them (order,
+    then fulfilment), so that shipping and cancelling never both pass their checks."""
+    found = await get_fulfilment(
+        session, fulfilment_id=fulfilment_id, cooperative_id=cooperative_id
+    )
+    order = await get_order(session, order_id=found.order_id, lock=True)
+    fulfilment = await get_fulfilment(session, fulfilment_id=found.id, lock=True)
+    await session.refresh(fulfilment)
     if order.status != "paid":
         raise Conflict(
             f"The order is {order.status.replace('_', ' ')}; only paid orders are fulfilled.",
             code="order_not_paid",
             current_status=order.status,
         )
-    return order
+    return order, fulfilment
 
 
 async def pack(
     session: AsyncSession, *, fulfilment_id: uuid.UUID, cooperative_id: uuid.UUID
 ) -> Fulfilment:
-    fulfilment = await get_fulfilment(
-        session, fulfilment_id=fulfilment_id, cooperative_id=cooperative_id, lock=True
+    _, fulfilment = await _locked_for_fulfilment(
+        session, fulfilment_id=fulfilment_id, cooperative_id=cooperative_id
     )
-    await _paid_order_of(session, fulfilment)
     fulfilment.status = states.fulfilment_transition(fulfilment.status, "pack")
     fulfilment.packed_at = utcnow()
     await session.flush()
@@ -546,10 +558,9 @@ async def ship(
 ) -> Shipment:
     """Hand the goods to a carrier: the fulfilment's reserved stock is sold, and the clock for
     automatic delivery confirmation starts."""
-    fulfilment = await get_fulfilment(
-        session, fulfilment_id=fulfilment_id, cooperative_id=cooperative_id, lock=True
+    _, fulfilment = await _locked_for_fulfilment(
+        session, fulfilment_id=fulfilment_id, cooperative_id=cooperative_id
     )
-    await _paid_order_of(session, fulfilment)
     fulfilment.status = states.fulfilment_transition(fulfilment.status, "ship")
     fulfilment.shipped_at = utcnow()
     fulfilment.confirm_by = fulfilment.shipped_at + dt.timedelta(days=auto_confirm_days)
@@ -609,7 +620,8 @@ async def add_tracking_event(
     return event
 
 
-async def _deliver(session: AsyncSession, fulfilment: Fulfilment, by: str) -> None:
+async def _deliver(session: AsyncSession, order: Order, fulfilment: Fulfilment, by: str) -> None:
+    """Both locked by the caller, the order first."""
     fulfilment.status = states.fulfilment_transition(fulfilment.status, "deliver")
     fulfilment.delivered_at = utcnow()
     fulfilment.delivery_confirmed_by = by
@@ -625,7 +637,11 @@ async def _deliver(session: AsyncSession, fulfilment: Fulfilment, by: str) -> No
             "by": "买家确认" if by == "buyer" else "到期自动确认",
         },
     )
-    order = await get_order(session, order_id=fulfilment.order_id, lock=True)
+    await _complete_if_done(session, order)
+
+
+async def _complete_if_done(session: AsyncSession, order: Order) -> None:
+    """A paid order whose every part is delivered (or cancelled) is completed."""
     others = await fulfilments_of(session, [order.id])
     if order.status == "paid" and all(f.status in ("delivered", "cancelled") for f in others):
         order.status = states.order_transition(order.status, "complete")
@@ -636,28 +652,35 @@ async def _deliver(session: AsyncSession, fulfilment: Fulfilment, by: str) -> No
 async def confirm_delivery(
     session: AsyncSession, *, order_id: uuid.UUID, fulfilment_id: uuid.UUID, buyer_id: uuid.UUID
 ) -> Fulfilment:
-    await get_order(session, order_id=order_id, buyer_id=buyer_id)
+    order = await get_order(session, order_id=order_id, buyer_id=buyer_id, lock=True)
     fulfilment = await get_fulfilment(
         session, fulfilment_id=fulfilment_id, order_id=order_id, lock=True
     )
-    await _deliver(session, fulfilment, "buyer")
+    await session.refresh(fulfilment)
+    await _deliver(session, order, fulfilment, "buyer")
     return fulfilment
 
 
 async def auto_confirm(session: AsyncSession, *, limit: int = 100) -> int:
     """Confirm delivery of fulfilments shipped long enough ago that the buyer said nothing."""
     due = list(
-        await session.scalars(
-            select(Fulfilment)
+        await session.execute(
+            select(Fulfilment.id, Fulfilment.order_id)
             .where(Fulfilment.status == "shipped", Fulfilment.confirm_by <= utcnow())
             .order_by(Fulfilment.confirm_by)
             .limit(limit)
-            .with_for_update(skip_locked=True)
         )
     )
-    for fulfilment in due:
-        await _deliver(session, fulfilment, "auto")
-    return len(due)
+    confirmed = 0
+    for fulfilment_id, order_id in due:
+        # order first, then fulfilment, as every writer locks them; another worker's may be done
+        order = await get_order(session, order_id=order_id, lock=True)
+        fulfilment = await get_fulfilment(session, fulfilment_id=fulfilment_id, lock=True)
+        await session.refresh(fulfilment)
+        if fulfilment.status == "shipped":
+            await _deliver(session, order, fulfilment, "auto")
+            confirmed += 1
+    return confirmed
 
 
 async def cooperative_of(session: AsyncSession, cooperative_id: uuid.UUID) -> Organisation:
@@ -665,6 +688,16 @@ async def cooperative_of(session: AsyncSession, cooperative_id: uuid.UUID) -> Or
 
 
 # ---------------------------------------------------------------- disputes
+
+
+async def refundable_fen(session: AsyncSession, fulfilment: Fulfilment) -> int:
+    """Goods and freight of a fulfilment, less the refunds decided in its earlier disputes."""
+    refunded = await session.scalar(
+        select(func.coalesce(func.sum(Dispute.refund_fen), 0)).where(
+            Dispute.fulfilment_id == fulfilment.id, Dispute.status == "decided"
+        )
+    )
+    return fulfilment.goods_fen + fulfilment.logistics_fen - int(refunded or 0)
 
 
 async def open_dispute(
@@ -696,10 +729,16 @@ async def open_dispute(
         raise Conflict(
             "A dispute about this part of the order is already open.", code="dispute_open"
         )
-    limit = fulfilment.goods_fen + fulfilment.logistics_fen
+    limit = await refundable_fen(session, fulfilment)
+    if limit <= 0:
+        raise Conflict(
+            "This part of the order has already been refunded in full.", code="fully_refunded"
+        )
     if data.get("claimed_fen") is not None and data["claimed_fen"] > limit:
         raise Invalid.field(
-            "claimed_fen", f"At most {limit} fen (goods and freight of this part) can be claimed."
+            "claimed_fen",
+            f"At most {limit} fen (goods and freight of this part, less refunds already "
+            "decided) can be claimed.",
         )
     if order.status != "disputed":
         order.status = states.order_transition(order.status, "dispute")
@@ -734,7 +773,7 @@ async def get_dispute(
             Fulfilment.cooperative_id == cooperative_id
         )
     if lock:
-        stmt = stmt.with_for_update(of=Dispute)
+        stmt = stmt.with_for_update(of=Dispute).execution_options(populate_existing=True)
     dispute = await session.scalar(stmt)
     if dispute is None:
         raise NotFound("No such dispute.")
@@ -801,11 +840,14 @@ async def decide_dispute(
     refund_fen: int | None,
     note: str,
 ) -> Dispute:
-    """The platform decides: reject, or refund part or all of the cooperative's part (goods
-    and freight). When no other dispute of the order is open, the order completes."""
+    """The platform decides: reject, or refund part or all of what is left refundable of the
+    cooperative's part (goods and freight, less earlier refunds). When no other dispute of the
+    order is open, the order goes back to paid, and completes if every part is delivered."""
+    found = await get_dispute(session, dispute_id=dispute_id)
+    order = await get_order(session, order_id=found.order_id, lock=True)
     dispute = await get_dispute(session, dispute_id=dispute_id, lock=True)
     fulfilment = await get_fulfilment(session, fulfilment_id=dispute.fulfilment_id)
-    limit = fulfilment.goods_fen + fulfilment.logistics_fen
+    limit = await refundable_fen(session, fulfilment)
     if decision == "reject":
         refund = 0
     elif decision == "full_refund":
@@ -823,14 +865,16 @@ async def decide_dispute(
     dispute.decided_by_id = operator_id
     dispute.decided_at = utcnow()
     await session.flush()
-    order = await get_order(session, order_id=dispute.order_id, lock=True)
     still_open = await session.scalar(
         select(func.count()).where(Dispute.order_id == order.id, Dispute.status != "decided")
     )
     if not still_open and order.status == "disputed":
+        # back to paid, so that parts not yet delivered can still ship; completed at once
+        # when every part is delivered or cancelled
         order.status = states.order_transition(order.status, "resolve")
         order.updated_at = utcnow()
         await session.flush()
+        await _complete_if_done(session, order)
     words = DECISION_WORDS[decision] + (f" {notifications_service.yuan(refund)}" if refund else "")
     for organisation_id in (order.buyer_id, fulfilment.cooperative_id):
         await notifications_service.notify(

@@ -2,7 +2,8 @@
 
 Order: pending_payment → paid → completed (every fulfilment delivered); pending_payment →
 expired (not paid in time); pending_payment or paid → cancelled (while nothing has shipped);
-paid → disputed → paid or completed (after the platform's decision).
+paid or completed → disputed → paid (after the platform's decision; then completed at once
+when every fulfilment is delivered or cancelled).
 Fulfilment (one per cooperative): pending → packed → shipped → delivered; pending or packed →
 cancelled (with its order).
 """
@@ -17,7 +18,7 @@ ORDER_TRANSITIONS: dict[str, dict[str, str]] = {
     "cancel": {"pending_payment": "cancelled", "paid": "cancelled"},
     "complete": {"paid": "completed"},
     "dispute": {"paid": "disputed", "completed": "disputed"},
-    "resolve": {"disputed": "completed"},
+    "resolve": {"disputed": "paid"},
 }
 FULFILMENT_TRANSITIONS: dict[str, dict[str, str]] = {
     "pack": {"pending": "packed"},

@@ -386,10 +386,12 @@ async def accept_counter(
 
 
 async def withdraw_bid(session: AsyncSession, *, bid_id: uuid.UUID, buyer_id: uuid.UUID) -> Bid:
-    bid = await get_bid(session, bid_id=bid_id, buyer_id=buyer_id, lock=True)
+    bid = await get_bid(session, bid_id=bid_id, buyer_id=buyer_id)
     if bid.kind == "auction":
-        # serialise with the clearing: a cleared auction's bids are final
+        # the listing first, as the clearing locks it (then the bids): a cleared auction's
+        # bids are final, and the two never wait on each other in opposite orders
         listing = await listings_service.get_listing(session, listing_id=bid.listing_id, lock=True)
+        bid = await get_bid(session, bid_id=bid_id, buyer_id=buyer_id, lock=True)
         await session.refresh(bid)
         if listing.auction_closes_at is not None and listing.auction_closes_at <= utcnow():
             raise Conflict(
@@ -397,6 +399,9 @@ async def withdraw_bid(session: AsyncSession, *, bid_id: uuid.UUID, buyer_id: uu
                 code="auction_closed",
                 current_status=bid.status,
             )
+    else:
+        bid = await get_bid(session, bid_id=bid_id, buyer_id=buyer_id, lock=True)
+        await session.refresh(bid)
     bid.status = states.transition(bid.status, "withdraw")
     bid.decided_at = bid.updated_at = utcnow()
     await _close_counters(session, bid, "declined")
