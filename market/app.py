@@ -138,7 +138,11 @@ def create_app(
         finally:
             if stop is not None:
                 stop.set()
-                await asyncio.wait_for(asyncio.gather(*workers), timeout=10)
+                # the loops finish their current step; one stuck on a dead peer is cancelled,
+                # and the rest of the shutdown goes on either way (the outboxes keep the work)
+                _, stuck = await asyncio.wait(workers, timeout=10)
+                for task in stuck:
+                    task.cancel()
             if app.state.search is not None:
                 await app.state.search.close()
             if app.state.payments is not None:
