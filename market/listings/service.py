@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,6 +48,16 @@ async def get_listing(
     if listing is None:
         raise NotFound("No such listing in this cooperative.")
     return listing
+
+
+async def titles_of(
+    session: AsyncSession, listing_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Chinese titles by listing id, in one query."""
+    rows = await session.execute(
+        select(Listing.id, Listing.title_zh).where(Listing.id.in_(set(listing_ids)))
+    )
+    return {listing_id: title for listing_id, title in rows}
 
 
 async def tiers_of(

@@ -72,10 +72,7 @@ async def _fulfilment_reads(
     lines_by: dict[uuid.UUID, list[OrderLineRead]] = defaultdict(list)
     for line in lines:
         lines_by[line.fulfilment_id].append(OrderLineRead.model_validate(line))
-    names = {
-        c: (await service.cooperative_of(session, c)).name_zh
-        for c in {f.cooperative_id for f in fulfilments}
-    }
+    names = await organisations_service.names_of(session, (f.cooperative_id for f in fulfilments))
     return {
         f.id: FulfilmentRead(
             id=f.id,
@@ -138,9 +135,10 @@ async def _incoming_reads(
     session: AsyncSession, fulfilments: list[Fulfilment]
 ) -> list[IncomingFulfilmentRead]:
     reads = await _fulfilment_reads(session, fulfilments)
+    orders = await service.orders_by_id(session, [f.order_id for f in fulfilments])
     out = []
     for fulfilment in fulfilments:
-        order = await service.get_order(session, order_id=fulfilment.order_id)
+        order = orders[fulfilment.order_id]
         out.append(
             IncomingFulfilmentRead(
                 **reads[fulfilment.id].model_dump(),

@@ -93,6 +93,12 @@ async def get_order(
     return order
 
 
+async def orders_by_id(session: AsyncSession, order_ids: list[uuid.UUID]) -> dict[uuid.UUID, Order]:
+    """Several orders in one query (for a page of fulfilments)."""
+    rows = await session.scalars(select(Order).where(Order.id.in_(set(order_ids))))
+    return {order.id: order for order in rows}
+
+
 async def lines_of(session: AsyncSession, order_ids: list[uuid.UUID]) -> list[OrderLine]:
     rows = await session.scalars(
         select(OrderLine).where(OrderLine.order_id.in_(order_ids)).order_by(OrderLine.id)
@@ -582,7 +588,9 @@ async def ship(
     session.add(shipment)
     await session.flush()
     order = await get_order(session, order_id=fulfilment.order_id)
-    cooperative = await cooperative_of(session, fulfilment.cooperative_id)
+    cooperative = await organisations_service.get_organisation(
+        session, organisation_id=fulfilment.cooperative_id
+    )
     await notifications_service.notify(
         session,
         organisation_id=order.buyer_id,
@@ -681,10 +689,6 @@ async def auto_confirm(session: AsyncSession, *, limit: int = 100) -> int:
             await _deliver(session, order, fulfilment, "auto")
             confirmed += 1
     return confirmed
-
-
-async def cooperative_of(session: AsyncSession, cooperative_id: uuid.UUID) -> Organisation:
-    return await organisations_service.get_organisation(session, organisation_id=cooperative_id)
 
 
 # ---------------------------------------------------------------- disputes

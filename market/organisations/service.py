@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -243,6 +244,18 @@ async def get_organisation(session: AsyncSession, *, organisation_id: uuid.UUID)
     if organisation is None:
         raise NotFound("No such organisation.")
     return organisation
+
+
+async def names_of(
+    session: AsyncSession, organisation_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """Chinese names by organisation id, in one query."""
+    rows = await session.execute(
+        select(Organisation.id, Organisation.name_zh).where(
+            Organisation.id.in_(set(organisation_ids))
+        )
+    )
+    return {organisation_id: name for organisation_id, name in rows}
 
 
 async def _locked(session: AsyncSession, organisation_id: uuid.UUID) -> Organisation:

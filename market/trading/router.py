@@ -41,10 +41,7 @@ async def _reads(session: AsyncSession, bids: list[Bid]) -> list[BidRead]:
     by_bid: dict[uuid.UUID, list[CounterRead]] = defaultdict(list)
     for counter in counters:
         by_bid[counter.bid_id].append(CounterRead.model_validate(counter))
-    titles = {
-        i: (await listings_service.get_listing(session, listing_id=i)).title_zh
-        for i in {b.listing_id for b in bids}
-    }
+    titles = await listings_service.titles_of(session, (b.listing_id for b in bids))
     return [
         BidRead(
             id=b.id,
