@@ -11,6 +11,7 @@ from market.households.router import router as households_router
 from market.listing_search.router import router as search_router
 from market.listings.router import router as listings_router
 from market.logistics.router import router as logistics_router
+from market.money.router import router as money_router
 from market.notifications.router import router as notifications_router
 from market.orders.router import router as orders_router
 from market.organisations.router import router as organisations_router
@@ -53,3 +54,4 @@ def include_routers(app: FastAPI) -> None:
     app.include_router(trading_router)
     app.include_router(orders_router)
     app.include_router(notifications_router)
+    app.include_router(money_router)

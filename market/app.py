@@ -17,6 +17,7 @@ from market.errors import StartupError, install_error_handlers
 from market.listing_search import service as listing_search_service
 from market.listing_search import tasks as search_tasks
 from market.listings.router import create_read_pool, install_fast_routes
+from market.money import tasks as money_tasks
 from market.notifications import tasks as notifications_tasks
 from market.notifications.service import LogTransport
 from market.observability import BodyLimitMiddleware, RequestContextMiddleware
@@ -59,20 +60,31 @@ def build_search(settings: Settings, engine: Any) -> ListingSearch:
     return PostgresSearch(engine)
 
 
-def build_payments(settings: Settings) -> PaymentProviderProtocol:
+def build_payments(settings: Settings) -> dict[str, PaymentProviderProtocol]:
+    """Bank transfer is always offered; Stripe (card, Alipay, WeChat Pay) when configured."""
+    from payments.offline import BankAccount, OfflineBankTransfer
+
+    providers: dict[str, PaymentProviderProtocol] = {
+        "offline": OfflineBankTransfer(
+            BankAccount(
+                settings.bank_account_name, settings.bank_account_number, settings.bank_name
+            )
+        )
+    }
     if settings.payment_provider == PaymentProvider.stripe:
         if settings.stripe_api_key is None:
             raise StartupError("MARKET_PAYMENT_PROVIDER=stripe needs MARKET_STRIPE_API_KEY")
         from payments.stripe import StripePayments
 
-        return StripePayments(
-            settings.stripe_api_key.get_secret_value(), api_base=settings.stripe_api_base
+        providers["stripe"] = StripePayments(
+            settings.stripe_api_key.get_secret_value(),
+            webhook_secret=settings.stripe_webhook_secret.get_secret_value()
+            if settings.stripe_webhook_secret
+            else None,
+            api_base=settings.stripe_api_base,
+            method_types=tuple(settings.stripe_method_types),
         )
-    from payments.offline import BankAccount, OfflineBankTransfer
-
-    return OfflineBankTransfer(
-        BankAccount(settings.bank_account_name, settings.bank_account_number, settings.bank_name)
-    )
+    return providers
 
 
 def create_app(
@@ -133,6 +145,15 @@ def create_app(
                         notifications_tasks.run(app.state.sessionmaker, LogTransport(), stop=stop),
                         name="e-mail",
                     ),
+                    asyncio.create_task(
+                        money_tasks.run(
+                            app.state.sessionmaker,
+                            app.state.payments,
+                            money_tasks.timing(settings),
+                            stop=stop,
+                        ),
+                        name="money",
+                    ),
                 ]
             yield
         finally:
@@ -145,8 +166,8 @@ def create_app(
                     task.cancel()
             if app.state.search is not None:
                 await app.state.search.close()
-            if app.state.payments is not None:
-                await app.state.payments.close()
+            for provider in (app.state.payments or {}).values():
+                await provider.close()
             if app.state.read_pool is not None:
                 await app.state.read_pool.close()
                 app.state.read_pool = None
@@ -170,6 +191,10 @@ def create_app(
     install_error_handlers(app)
     include_routers(app)
     install_fast_routes(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        larger={"/platform/statements": settings.max_statement_bytes},
+    )
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -483,9 +483,12 @@ async def _search_sync(settings: Settings, url: str) -> AsyncIterator[tuple[Any,
 def worker() -> None:
     """Run the background work until stopped (Ctrl-C or SIGTERM): send listing changes from the
     outbox to the search backend, expire unpaid orders and bids, clear closed auctions,
-    confirm silent deliveries, send notification e-mails. Any number
+    confirm silent deliveries, send notification e-mails, handle payment webhooks, capture,
+    refund, settle and reconcile payments. Any number
     may run side by side; turn the server's own loops off with MARKET_WORKER=false."""
+    from market.app import build_payments
     from market.listing_search import tasks as search_tasks
+    from market.money import tasks as money_tasks
     from market.notifications import tasks as notifications_tasks
     from market.notifications.service import LogTransport
     from market.observability import configure_logging
@@ -510,6 +513,9 @@ def worker() -> None:
                 orders_tasks.run(sessionmaker, stop=stop),
                 trading_tasks.run(sessionmaker, order_terms(settings), stop=stop),
                 notifications_tasks.run(sessionmaker, LogTransport(), stop=stop),
+                money_tasks.run(
+                    sessionmaker, build_payments(settings), money_tasks.timing(settings), stop=stop
+                ),
             )
 
     with database(settings) as db:

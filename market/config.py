@@ -72,6 +72,33 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = Field(
         default=None, description="Override of the Stripe API address (tests, proxies)."
     )
+    stripe_method_types: list[str] = Field(
+        default=["card", "alipay", "wechat_pay"],
+        description="Payment method types offered through Stripe (card, alipay, wechat_pay).",
+    )
+    settlement_hold_days: int = Field(
+        default=3,
+        ge=0,
+        le=90,
+        description="Days after delivery before a cooperative's part is settled to it.",
+    )
+    card_capture_within_days: int = Field(
+        default=6,
+        ge=1,
+        le=7,
+        description="Card authorisations are captured after this many days even if nothing "
+        "shipped (Stripe's expire after 7).",
+    )
+    payment_reconcile_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=24 * 60,
+        description="Payments and refunds still open after this many minutes are fetched "
+        "from the provider and repaired (lost webhooks, crashes).",
+    )
+    max_statement_bytes: int = Field(
+        default=64 * 1_048_576, ge=1024, description="Largest bank statement upload."
+    )
     bank_account_name: str = "农商桥平台资金监管账户"
     bank_account_number: str = "6222 0000 0000 0000 000"
     bank_name: str = "中国农业银行白银分行"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -54,13 +54,14 @@ def get_search(request: Request) -> ListingSearch:
     return engine
 
 
-def get_payments(request: Request) -> PaymentProvider:
-    provider: PaymentProvider = request.app.state.payments
-    return provider
+def get_payments(request: Request) -> Mapping[str, PaymentProvider]:
+    """The configured payment providers by name ("offline", and "stripe" when configured)."""
+    providers: Mapping[str, PaymentProvider] = request.app.state.payments
+    return providers
 
 
 SearchDep = Annotated[ListingSearch, Depends(get_search)]
-PaymentsDep = Annotated[PaymentProvider, Depends(get_payments)]
+PaymentsDep = Annotated[Mapping[str, PaymentProvider], Depends(get_payments)]
 
 
 # ---------------------------------------------------------------- who is calling

@@ -20,10 +20,11 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Ready: database and payments reachable; search state and sync backlog",
-    description="503 when the database or the payment provider cannot be reached. A search "
-    "backend that is down makes the answer `degraded`, not unready: writes still succeed and "
-    "the search outbox keeps the changes until it returns (`search.backlog`).",
+    summary="Ready: database reachable; search and payment providers' state, sync backlog",
+    description="503 when the database cannot be reached. A search backend or a payment "
+    "provider that is down makes the answer `degraded`, not unready: writes still succeed, "
+    "the search outbox keeps the changes until it returns (`search.backlog`), and bank "
+    "transfers go on while Stripe is away.",
 )
 async def readyz(request: Request) -> JSONResponse:
     state = request.app.state
@@ -37,14 +38,18 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as exc:
             return {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
 
-    db, search, payments = await asyncio.gather(
-        database(), state.search.health(), state.payments.health()
+    db, search, *providers = await asyncio.gather(
+        database(), state.search.health(), *(p.health() for p in state.payments.values())
     )
     backlog = db.pop("backlog", None)
     checks: dict[str, dict[str, object]] = {
         "database": db,
         "search": {"ok": search.ok, "backend": search.backend, "detail": search.detail},
-        "payments": {"ok": payments.ok, "provider": payments.provider, "detail": payments.detail},
+        "payments": {
+            "ok": all(p.ok for p in providers),
+            "provider": ", ".join(p.provider for p in providers),
+            "detail": "; ".join(p.detail for p in providers if p.detail),
+        },
     }
     if isinstance(backlog, listing_search_service.Backlog):
         checks["search"]["backlog"] = {
@@ -52,8 +57,11 @@ async def readyz(request: Request) -> JSONResponse:
             "parked": backlog.parked,
             "oldest_seconds": backlog.oldest_seconds,
         }
-    ready = bool(db["ok"]) and payments.ok
-    status = "not_ready" if not ready else "ready" if search.ok else "degraded"
+    # a payment provider or search being down degrades the service (bank transfers and
+    # writes go on); only the database makes it not ready
+    ready = bool(db["ok"])
+    healthy = search.ok and all(p.ok for p in providers)
+    status = "not_ready" if not ready else "ready" if healthy else "degraded"
     return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 

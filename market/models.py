@@ -6,6 +6,7 @@ from market.households import models as households_models
 from market.idempotency import models as idempotency_models
 from market.listing_search import models as listing_search_models
 from market.listings import models as listings_models
+from market.money import models as money_models
 from market.notifications import models as notifications_models
 from market.orders import models as orders_models
 from market.organisations import models as organisations_models
@@ -20,6 +21,7 @@ __all__ = [
     "idempotency_models",
     "listing_search_models",
     "listings_models",
+    "money_models",
     "notifications_models",
     "orders_models",
     "organisations_models",

@@ -112,19 +112,28 @@ class RequestContextMiddleware:
 
 class BodyLimitMiddleware:
     """Refuse bodies above `max_bytes` with 413: by Content-Length, or by reading a chunked body
-    up to the limit before the application sees it."""
+    up to the limit before the application sees it. `larger` gives paths (by prefix) a higher
+    limit, e.g. bank statement uploads."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, larger: dict[str, int] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.larger = larger or {}
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.larger.items():
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope["path"])
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None:
-            if length.isdigit() and int(length) > self.max_bytes:
+            if length.isdigit() and int(length) > max_bytes:
                 await self._refuse(scope, receive, send)
                 return
             await self.app(scope, receive, send)
@@ -141,7 +150,7 @@ class BodyLimitMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_bytes:
+            if size > max_bytes:
                 await self._refuse(scope, receive, send)
                 return
             chunks.append(chunk)
@@ -166,7 +175,7 @@ class BodyLimitMiddleware:
             413,
             "body_too_large",
             "Request body too large",
-            f"The request body is larger than the limit of {self.max_bytes} bytes.",
+            f"The request body is larger than the limit of {self.limit_for(scope['path'])} bytes.",
             instance=scope["path"],
         )
         await response(scope, receive, send)

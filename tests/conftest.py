@@ -131,7 +131,9 @@ def build_app(  # type: ignore[no-untyped-def]
     app = create_app(settings, sessionmaker=maker)
     # searches see the test's rolled-back transaction when given its connection
     app.state.search = PostgresSearch(engine, connection=connection)
-    app.state.payments = OfflineBankTransfer(BankAccount("测试账户", "6222", "测试银行"))
+    app.state.payments = {
+        "offline": OfflineBankTransfer(BankAccount("测试账户", "6222", "测试银行"))
+    }
     return app
 
 

@@ -27,6 +27,11 @@ KINDS = (
     "dispute_opened",
     "dispute_answered",
     "dispute_decided",
+    "part_declined",
+    "payment_failed",
+    "refund_paid",
+    "settled",
+    "payout_scheduled",
 )
 
 

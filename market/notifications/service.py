@@ -68,6 +68,27 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "dispute_opened": ("买家发起纠纷 Dispute opened", "订单 {{ order_ref }}：{{ reason }}。"),
     "dispute_answered": ("卖家已回复纠纷 Dispute answered", "订单 {{ order_ref }}：{{ answer }}。"),
     "dispute_decided": ("平台已裁决纠纷 Dispute decided", "订单 {{ order_ref }}：{{ decision }}。"),
+    "part_declined": (
+        "卖家无法供货 A cooperative declined its part",
+        "{{ cooperative }} 无法供应订单 {{ order_ref }} 中的商品（{{ reason }}），"
+        "该部分 {{ amount }} 不收取或将退回。",
+    ),
+    "payment_failed": (
+        "付款未成功 Payment failed",
+        "订单 {{ order_ref }} 的付款未成功：{{ reason }}。请在 {{ due }} 前重新付款。",
+    ),
+    "refund_paid": (
+        "退款已完成 Refund paid",
+        "订单 {{ order_ref }} 已退款 {{ amount }}（{{ reason }}）。",
+    ),
+    "settled": (
+        "货款已结算 Part of an order settled",
+        "订单 {{ order_ref }} 已结算：货款 {{ gross }}，服务费 {{ fee }}，应付您 {{ net }}。",
+    ),
+    "payout_scheduled": (
+        "结算付款已安排 Payout scheduled",
+        "平台将向 {{ account }} 付款 {{ amount }}（批次 {{ batch_ref }}）。",
+    ),
 }
 _text = Environment(undefined=StrictUndefined, autoescape=False)  # noqa: S701 - plain text
 

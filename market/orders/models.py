@@ -104,6 +104,10 @@ class Fulfilment(IdMixin, CreatedAtMixin, Base):
         doc="When a shipped fulfilment is confirmed automatically if the buyer has not."
     )
     delivered_at: Mapped[dt.datetime | None]
+    cancelled_at: Mapped[dt.datetime | None]
+    decline_reason: Mapped[str | None] = mapped_column(
+        Text, doc="Why the cooperative could not supply its part."
+    )
     delivery_confirmed_by: Mapped[str | None] = mapped_column(String(8), doc="buyer or auto")
 
 

@@ -21,6 +21,7 @@ from market.orders.schemas import (
     DisputeDecision,
     DisputePage,
     DisputeRead,
+    FulfilmentDecline,
     FulfilmentPage,
     FulfilmentRead,
     FulfilmentStatus,
@@ -88,6 +89,8 @@ async def _fulfilment_reads(
             confirm_by=f.confirm_by,
             delivered_at=f.delivered_at,
             delivery_confirmed_by=f.delivery_confirmed_by,
+            cancelled_at=f.cancelled_at,
+            decline_reason=f.decline_reason,
             lines=lines_by[f.id],
             shipments=shipments_by[f.id],
         )
@@ -302,6 +305,31 @@ async def pack(
     )
     fulfilment = await service.pack(
         session, fulfilment_id=fulfilment_id, cooperative_id=organisation_id
+    )
+    return (await _incoming_reads(session, [fulfilment]))[0]
+
+
+@router.post(
+    "/organisations/{organisation_id}/fulfilments/{fulfilment_id}/decline",
+    summary="Decline this part of the order (cannot supply it)",
+    description="Before shipping: the reserved stock is released and the buyer is not "
+    "charged for this part (a card authorisation is captured without it; money already "
+    "received is refunded). When every part is declined the order is cancelled. Needs an "
+    "`Idempotency-Key`.",
+)
+async def decline(
+    organisation_id: uuid.UUID,
+    fulfilment_id: uuid.UUID,
+    body: FulfilmentDecline,
+    principal: PrincipalDep,
+    session: SessionDep,
+    _: StockMoving,
+) -> IncomingFulfilmentRead:
+    await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="orders", write=True
+    )
+    fulfilment = await service.decline(
+        session, fulfilment_id=fulfilment_id, cooperative_id=organisation_id, reason=body.reason
     )
     return (await _incoming_reads(session, [fulfilment]))[0]
 

@@ -48,6 +48,10 @@ class OrderCancel(Input):
     reason: str = Field(min_length=1, max_length=300, examples=["采购计划调整"])
 
 
+class FulfilmentDecline(Input):
+    reason: str = Field(min_length=1, max_length=300, examples=["冷库故障，本批次无法发货"])
+
+
 class ShipmentCreate(Input):
     model_config = ConfigDict(
         json_schema_extra={
@@ -121,6 +125,10 @@ class FulfilmentRead(BaseModel):
     )
     delivered_at: dt.datetime | None
     delivery_confirmed_by: Literal["buyer", "auto"] | None
+    cancelled_at: dt.datetime | None = None
+    decline_reason: str | None = Field(
+        default=None, description="Why the cooperative declined this part, when it did."
+    )
     lines: list[OrderLineRead]
     shipments: list[ShipmentRead]
 

@@ -390,8 +390,19 @@ async def place_order(
 # ---------------------------------------------------------------- paying, cancelling, expiring
 
 
-async def _release_all(session: AsyncSession, order: Order, reason: str) -> None:
-    for line in sorted(await lines_of(session, [order.id]), key=lambda x: x.listing_id):
+async def _release_all(
+    session: AsyncSession, order: Order, reason: str, fulfilment_id: uuid.UUID | None = None
+) -> None:
+    """Give back the reserved stock of the order's lines (of one fulfilment, if given) that is
+    still reserved: lines of an already cancelled part were released when it was declined."""
+    fulfilments = {f.id: f for f in await fulfilments_of(session, [order.id])}
+    lines = [
+        line
+        for line in await lines_of(session, [order.id])
+        if (fulfilment_id is None and fulfilments[line.fulfilment_id].decline_reason is None)
+        or line.fulfilment_id == fulfilment_id
+    ]
+    for line in sorted(lines, key=lambda x: x.listing_id):
         await listings_service.release(
             session,
             listing_id=line.listing_id,
@@ -474,7 +485,9 @@ async def cancel_order(
     order.cancel_reason = reason
     order.updated_at = utcnow()
     for fulfilment in fulfilments:
-        fulfilment.status = states.fulfilment_transition(fulfilment.status, "cancel")
+        if fulfilment.status != "cancelled":
+            fulfilment.status = states.fulfilment_transition(fulfilment.status, "cancel")
+            fulfilment.cancelled_at = utcnow()
     await _release_all(session, order, f"order {order.id} cancelled: {reason}")
     await session.flush()
     await _tell_cooperatives(session, order, "order_cancelled", reason=reason)
@@ -482,6 +495,65 @@ async def cancel_order(
 
 
 # ---------------------------------------------------------------- fulfilment
+
+
+async def decline(
+    session: AsyncSession,
+    *,
+    fulfilment_id: uuid.UUID,
+    cooperative_id: uuid.UUID,
+    reason: str,
+) -> Fulfilment:
+    """The cooperative cannot supply its part (before shipping): its stock is released and the
+    buyer is told; the buyer is not charged for it (a card authorisation is captured without
+    it; money already taken is refunded by payments). When no part is left, the order is
+    cancelled."""
+    found = await get_fulfilment(
+        session, fulfilment_id=fulfilment_id, cooperative_id=cooperative_id
+    )
+    order = await get_order(session, order_id=found.order_id, lock=True)
+    if order.status not in ("pending_payment", "paid"):
+        raise Conflict(
+            f"The order is {order.status.replace('_', ' ')}; only unpaid or paid orders can be "
+            "declined.",
+            code="invalid_transition",
+            current_status=order.status,
+        )
+    fulfilment = await get_fulfilment(session, fulfilment_id=found.id, lock=True)
+    await session.refresh(fulfilment)
+    fulfilment.status = states.fulfilment_transition(fulfilment.status, "cancel")
+    fulfilment.cancelled_at = utcnow()
+    fulfilment.decline_reason = reason
+    await _release_all(
+        session, order, f"order {order.id}: part declined: {reason}", fulfilment_id=fulfilment.id
+    )
+    order.updated_at = utcnow()
+    await session.flush()
+    others = await fulfilments_of(session, [order.id])
+    if all(f.status == "cancelled" for f in others):
+        order.status = states.order_transition(order.status, "cancel")
+        order.cancelled_at = utcnow()
+        order.cancel_reason = f"every cooperative declined: {reason}"
+    else:
+        await _complete_if_done(session, order)
+    await session.flush()
+    cooperative = await organisations_service.get_organisation(
+        session, organisation_id=fulfilment.cooperative_id
+    )
+    await notifications_service.notify(
+        session,
+        organisation_id=order.buyer_id,
+        kind="part_declined",
+        subject_type="order",
+        subject_id=order.id,
+        context={
+            "cooperative": cooperative.name_zh,
+            "order_ref": str(order.id)[:8],
+            "reason": reason,
+            "amount": notifications_service.yuan(fulfilment.goods_fen + fulfilment.logistics_fen),
+        },
+    )
+    return fulfilment
 
 
 async def get_fulfilment(

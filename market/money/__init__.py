@@ -1,0 +1,1 @@
+"""Money: payments, refunds, the ledger, settlement and payouts."""

@@ -1,0 +1,1277 @@
+"""Payments, refunds, the webhook inbox, settlement and payouts.
+
+One mechanism keeps money and orders in step: our record of a payment follows the provider's
+(fetched, never trusted from an event's copy) and only moves forward; what must happen next
+(capture on shipment, void of a dead order's authorisation, refunds owed after cancellations,
+declines and dispute decisions, settlement after delivery) is derived from the orders' state by
+idempotent worker steps, each claimed with FOR UPDATE SKIP LOCKED. Every movement of money is
+one balanced ledger posting with a dedupe key, so a retry or a second worker posts nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import and_, exists, func, or_, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from market.db import utcnow
+from market.errors import Conflict, Invalid, MarketError, NotFound
+from market.money import ledger, states
+from market.money.ledger import Leg
+from market.money.models import (
+    Payment,
+    Payout,
+    PayoutAccount,
+    PayoutBatch,
+    Refund,
+    Settlement,
+    WebhookEvent,
+)
+from market.notifications import service as notifications_service
+from market.orders import service as orders_service
+from market.orders.models import Dispute, Fulfilment, Order
+from market.organisations import service as organisations_service
+from market.pagination import PageParams, paginate
+from payments.base import (
+    EventKind,
+    PaymentProvider,
+    PaymentRequest,
+    PaymentStatus,
+    ProviderError,
+    ProviderPayment,
+    ProviderRefund,
+    ProviderUnavailable,
+    RefundStatus,
+)
+
+log = logging.getLogger("market.money")
+
+Providers = Mapping[str, PaymentProvider]
+METHOD_PROVIDER = {
+    "bank_transfer": "offline",
+    "card": "stripe",
+    "alipay": "stripe",
+    "wechat_pay": "stripe",
+}
+METHOD_WORDS = {
+    "bank_transfer": "对公转账",
+    "card": "银行卡",
+    "alipay": "支付宝",
+    "wechat_pay": "微信支付",
+}
+
+
+class ProviderDown(MarketError):
+    status = 503
+    code = "payment_provider_unavailable"
+    title = "Payment provider unavailable"
+
+
+class ProviderRefused(MarketError):
+    status = 502
+    code = "payment_provider_refused"
+    title = "Payment provider refused"
+
+
+def _provider(providers: Providers, name: str) -> PaymentProvider:
+    try:
+        return providers[name]
+    except KeyError:
+        raise ProviderDown(f"The payment provider {name!r} is not configured here.") from None
+
+
+# ---------------------------------------------------------------- amounts per part
+
+
+def fee_shares(fee_fen: int, goods: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, int]:
+    """Split an order's platform fee over its parts in proportion to their goods, by largest
+    remainder, so that the shares add up to the fee exactly."""
+    total = sum(goods.values())
+    if total <= 0:
+        return dict.fromkeys(goods, 0)
+    floors = {key: fee_fen * value // total for key, value in goods.items()}
+    left = fee_fen - sum(floors.values())
+    by_remainder = sorted(goods, key=lambda key: (-(fee_fen * goods[key] % total), str(key)))
+    for key in by_remainder[:left]:
+        floors[key] += 1
+    return floors
+
+
+def part_amounts(order: Order, fulfilments: list[Fulfilment]) -> dict[uuid.UUID, tuple[int, int]]:
+    """Per fulfilment: (gross = goods + freight + fee share, fee share)."""
+    shares = fee_shares(order.fee_fen, {f.id: f.goods_fen for f in fulfilments})
+    return {f.id: (f.goods_fen + f.logistics_fen + shares[f.id], shares[f.id]) for f in fulfilments}
+
+
+def collectable_fen(order: Order, fulfilments: list[Fulfilment]) -> int:
+    """What the buyer owes now: the order total less the parts cooperatives declined."""
+    amounts = part_amounts(order, fulfilments)
+    declined = sum(amounts[f.id][0] for f in fulfilments if f.decline_reason is not None)
+    return order.total_fen - declined
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def get_payment(
+    session: AsyncSession,
+    *,
+    payment_id: uuid.UUID,
+    buyer_id: uuid.UUID | None = None,
+    lock: bool = False,
+) -> Payment:
+    stmt = select(Payment).where(Payment.id == payment_id)
+    if buyer_id is not None:
+        stmt = stmt.where(Payment.buyer_id == buyer_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    payment = await session.scalar(stmt)
+    if payment is None:
+        raise NotFound("No such payment.")
+    return payment
+
+
+async def payments_of_order(session: AsyncSession, order_id: uuid.UUID) -> list[Payment]:
+    return list(
+        await session.scalars(
+            select(Payment).where(Payment.order_id == order_id).order_by(Payment.created_at)
+        )
+    )
+
+
+async def list_payments(
+    session: AsyncSession, *, buyer_id: uuid.UUID, page: PageParams
+) -> tuple[list[Payment], str | None]:
+    stmt = select(Payment).where(Payment.buyer_id == buyer_id)
+    return await paginate(session, stmt, page, [Payment.created_at, Payment.id], descending=True)
+
+
+async def refunds_of(session: AsyncSession, payment_ids: list[uuid.UUID]) -> list[Refund]:
+    if not payment_ids:
+        return []
+    return list(
+        await session.scalars(
+            select(Refund).where(Refund.payment_id.in_(payment_ids)).order_by(Refund.created_at)
+        )
+    )
+
+
+async def get_refund(session: AsyncSession, *, refund_id: uuid.UUID) -> Refund:
+    refund = await session.get(Refund, refund_id)
+    if refund is None:
+        raise NotFound("No such refund.")
+    return refund
+
+
+# ---------------------------------------------------------------- paying
+
+
+async def start_payment(
+    session: AsyncSession,
+    *,
+    providers: Providers,
+    order_id: uuid.UUID,
+    buyer_id: uuid.UUID,
+    method: str,
+) -> Payment:
+    """Open a payment for an unpaid order through the provider of `method`. The buyer gets
+    transfer instructions (bank transfer) or a client secret for the front end (Stripe). A
+    pending payment by another method is cancelled first: one live payment per order."""
+    order = await orders_service.get_order(session, order_id=order_id, buyer_id=buyer_id, lock=True)
+    if order.status != "pending_payment" or order.payment_due_at <= utcnow():
+        raise Conflict(
+            "This order is not waiting for payment"
+            + (" (its payment time has passed)." if order.status == "pending_payment" else "."),
+            code="order_not_payable",
+            current_status=order.status,
+        )
+    provider_name = METHOD_PROVIDER[method]
+    if provider_name not in providers:
+        raise Invalid.field(
+            "method",
+            f"{METHOD_WORDS[method]} is not available on this platform; pay by bank transfer "
+            "(bank_transfer).",
+        )
+    provider = providers[provider_name]
+    fulfilments = await orders_service.fulfilments_of(session, [order.id])
+    amount = collectable_fen(order, fulfilments)
+    if amount > provider.max_amount:
+        raise Invalid.field(
+            "method",
+            f"{notifications_service.yuan(amount)} is more than {METHOD_WORDS[method]} accepts "
+            f"in one payment ({notifications_service.yuan(provider.max_amount)}); pay by bank "
+            "transfer (bank_transfer) instead.",
+            code="amount_above_provider_limit",
+        )
+    for live in await payments_of_order(session, order.id):
+        if live.status == "cancelled":
+            continue
+        if live.status != "pending":
+            raise Conflict(
+                "This order is already paid.", code="already_paid", current_status=live.status
+            )
+        if live.method == method and live.amount_fen == amount:
+            return live  # the buyer opened the payment page again
+        await _cancel_at_provider(session, providers, live, why="replaced by another payment")
+    payment = Payment(
+        id=uuid.uuid4(),
+        order_id=order.id,
+        buyer_id=buyer_id,
+        provider=provider_name,
+        method=method,
+        capture_method=provider.capture_methods[method].value,
+        currency=order.currency,
+        amount_fen=amount,
+        captured_fen=0,
+        refunded_fen=0,
+        status="pending",
+    )
+    session.add(payment)
+    await session.flush()
+    try:
+        created = await provider.create_payment(
+            PaymentRequest(
+                amount=amount,
+                currency=order.currency,
+                idempotency_key=f"payment-{payment.id}",
+                reference=str(payment.id),
+                description=f"农商桥订单 {str(order.id)[:8]}",
+                method_types=(method,),
+                capture_method=provider.capture_methods[method],
+                metadata={"order_id": str(order.id), "payment_id": str(payment.id)},
+            )
+        )
+    except ProviderUnavailable as exc:
+        raise ProviderDown(f"The payment provider cannot be reached: {exc.message}") from exc
+    except ProviderError as exc:
+        raise ProviderRefused(exc.message, code=exc.code) from exc
+    payment.provider_payment_id = created.provider_id
+    payment.client_secret = created.client_secret
+    if created.instructions is not None:
+        payment.reference_code = created.instructions.reference_code
+    payment.synced_at = utcnow()
+    await session.flush()
+    return payment
+
+
+async def _cancel_at_provider(
+    session: AsyncSession, providers: Providers, payment: Payment, *, why: str
+) -> None:
+    """Void a payment that took no money (the provider first; then our record)."""
+    provider = _provider(providers, payment.provider)
+    if payment.provider_payment_id is not None:
+        try:
+            remote = await provider.cancel(
+                payment.provider_payment_id, idempotency_key=f"cancel-{payment.id}"
+            )
+        except ProviderUnavailable as exc:
+            raise ProviderDown(f"The payment provider cannot be reached: {exc.message}") from exc
+        except ProviderError:
+            # e.g. the buyer paid a moment ago: take the provider's word for where it is
+            remote = await provider.retrieve_payment(payment.provider_payment_id)
+        await sync_payment(session, payment, remote)
+    if payment.status in ("pending", "requires_capture") and payment.captured_fen == 0:
+        payment.status = "cancelled"
+    if payment.status == "cancelled":
+        payment.cancelled_at = payment.cancelled_at or utcnow()
+        payment.failure_message = payment.failure_message or why
+    payment.updated_at = utcnow()
+    await session.flush()
+
+
+def _instructions_text(payment: Payment) -> str:
+    return payment.reference_code or payment.provider_payment_id or str(payment.id)
+
+
+# ---------------------------------------------------------------- following the provider
+
+
+async def record_receipt(
+    session: AsyncSession, payment: Payment, amount: int, key: str, memo: str
+) -> None:
+    """Money arrived at the provider for this payment: clearing ↑, escrow ↑ (credit)."""
+    clearing = await ledger.account(
+        session, "provider_clearing", provider=payment.provider, currency=payment.currency
+    )
+    escrow = await ledger.account(session, "buyer_escrow", currency=payment.currency)
+    await ledger.post(
+        session,
+        kind="payment_received",
+        dedupe_key=key,
+        memo=memo,
+        legs=[Leg(clearing, amount), Leg(escrow, -amount)],
+        order_id=payment.order_id,
+        payment_id=payment.id,
+    )
+
+
+async def sync_payment(session: AsyncSession, payment: Payment, remote: ProviderPayment) -> None:
+    """Bring our (locked) record forward to the provider's state, never back: money
+    captured is posted once (keyed by the captured total), and the order follows."""
+    if remote.amount_captured > payment.captured_fen:
+        await record_receipt(
+            session,
+            payment,
+            remote.amount_captured - payment.captured_fen,
+            key=f"captured:{payment.id}:{remote.amount_captured}",
+            memo=f"{payment.provider} captured {remote.amount_captured} of payment {payment.id}",
+        )
+        payment.captured_fen = remote.amount_captured
+        payment.captured_at = payment.captured_at or utcnow()
+    seen = remote.status.value
+    if seen == PaymentStatus.cancelled and payment.captured_fen > 0:
+        seen = "succeeded"  # a partly captured intent ends "succeeded" here, whatever it says
+    if states.payment_moves(payment.status, seen):
+        payment.status = seen
+        if seen == "requires_capture":
+            payment.authorised_at = utcnow()
+        if seen == "cancelled":
+            payment.cancelled_at = utcnow()
+    if (
+        payment.status == "pending"
+        and remote.failure_message
+        and remote.failure_message != payment.failure_message
+    ):
+        payment.failure_message = remote.failure_message
+        order = await orders_service.get_order(session, order_id=payment.order_id)
+        await notifications_service.notify(
+            session,
+            organisation_id=payment.buyer_id,
+            kind="payment_failed",
+            subject_type="order",
+            subject_id=payment.order_id,
+            context={
+                "order_ref": str(payment.order_id)[:8],
+                "reason": remote.failure_message,
+                "due": order.payment_due_at.strftime("%m-%d %H:%M UTC"),
+            },
+        )
+    payment.synced_at = utcnow()
+    payment.updated_at = utcnow()
+    await session.flush()
+    await order_follows(session, payment)
+
+
+async def order_follows(session: AsyncSession, payment: Payment) -> None:
+    """An authorised or captured payment pays its order. An order that expired meanwhile
+    stays expired: the worker then voids the authorisation or refunds the money."""
+    if payment.status not in ("requires_capture", "succeeded"):
+        return
+    order = await orders_service.get_order(session, order_id=payment.order_id, lock=True)
+    if order.status != "pending_payment":
+        return
+    # too late: mark_paid expires the order instead (kept) and the worker returns the money
+    with contextlib.suppress(Conflict):
+        await orders_service.mark_paid(
+            session, order_id=order.id, reference=_instructions_text(payment)
+        )
+
+
+async def refresh_payment(
+    session: AsyncSession, providers: Providers, payment: Payment
+) -> ProviderPayment | None:
+    """Fetch the provider's copy of a (locked) payment and follow it; None when the
+    provider keeps no state we can fetch (bank transfers: the statement decides)."""
+    if payment.provider_payment_id is None or payment.provider == "offline":
+        return None
+    provider = _provider(providers, payment.provider)
+    remote = await provider.retrieve_payment(payment.provider_payment_id)
+    await sync_payment(session, payment, remote)
+    await sync_refunds(session, provider, payment)
+    return remote
+
+
+# ---------------------------------------------------------------- webhooks
+
+
+async def receive_webhook(
+    session: AsyncSession, *, provider: PaymentProvider, payload: bytes, headers: Mapping[str, str]
+) -> tuple[uuid.UUID | None, bool]:
+    """Verify (raises WebhookRejected before anything is written) and store in the inbox:
+    (inbox id, whether it was new). Handling happens after commit, once per event."""
+    event = provider.parse_webhook(payload, headers)
+    inserted = await session.scalar(
+        text(
+            """
+            INSERT INTO webhook_event
+                (provider, event_id, provider_type, kind, payment_provider_id, payload,
+                 event_created_at)
+            VALUES (:provider, :event_id, :provider_type, :kind, :payment_provider_id,
+                    CAST(:payload AS jsonb), :created_at)
+            ON CONFLICT (provider, event_id) DO NOTHING RETURNING id
+            """
+        ),
+        {
+            "provider": event.provider,
+            "event_id": event.event_id,
+            "provider_type": event.provider_type,
+            "kind": event.kind.value,
+            "payment_provider_id": event.payment_provider_id,
+            "payload": _json(event.payload),
+            "created_at": event.created_at,
+        },
+    )
+    return (uuid.UUID(str(inserted)) if inserted else None), inserted is not None
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+async def handle_events(session: AsyncSession, providers: Providers, *, limit: int = 50) -> int:
+    """Handle stored events not yet handled, each once (SKIP LOCKED: a second worker or a
+    concurrent delivery of the same event finds it taken or done). An event whose payment
+    the provider cannot be asked about now stays for the next round."""
+    events = list(
+        await session.scalars(
+            select(WebhookEvent)
+            .where(WebhookEvent.handled_at.is_(None))
+            .order_by(WebhookEvent.received_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    handled = 0
+    for event in events:
+        event.attempts += 1
+        try:
+            async with session.begin_nested():
+                event.outcome = await _handle_event(session, providers, event)
+                event.handled_at = utcnow()
+            handled += 1
+        except ProviderError as exc:
+            event.outcome = f"retrying: {exc.message}"
+        await session.flush()
+    return handled
+
+
+async def _handle_event(session: AsyncSession, providers: Providers, event: WebhookEvent) -> str:
+    if event.kind == EventKind.other or event.payment_provider_id is None:
+        return "ignored"
+    payment = await session.scalar(
+        select(Payment)
+        .where(
+            Payment.provider == event.provider,
+            Payment.provider_payment_id == event.payment_provider_id,
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if payment is None:
+        return "no payment of ours"
+    before = (payment.status, payment.captured_fen, payment.refunded_fen)
+    await refresh_payment(session, providers, payment)
+    after = (payment.status, payment.captured_fen, payment.refunded_fen)
+    return "no change" if before == after else f"{before[0]} → {after[0]}"
+
+
+# ---------------------------------------------------------------- refunds
+
+
+async def _settled(session: AsyncSession, fulfilment_id: uuid.UUID) -> bool:
+    return bool(
+        await session.scalar(select(exists().where(Settlement.fulfilment_id == fulfilment_id)))
+    )
+
+
+async def request_refund(
+    session: AsyncSession,
+    *,
+    payment: Payment,
+    amount: int,
+    kind: str,
+    reason: str,
+    fulfilment_id: uuid.UUID | None = None,
+    dispute_id: uuid.UUID | None = None,
+    user_id: uuid.UUID | None = None,
+) -> Refund:
+    """Record a refund of a locked payment and hold the money for it (escrow, or the
+    cooperative's payable when its part was already settled). The provider is called by
+    `execute_refunds` after commit. Never more than captured, even with concurrent requests:
+    the payment row is locked and the database checks refunded ≤ captured."""
+    room = payment.captured_fen - payment.refunded_fen
+    if amount > room:
+        raise Conflict(
+            f"Only {notifications_service.yuan(room)} of this payment can still be refunded "
+            f"({notifications_service.yuan(payment.captured_fen)} captured, "
+            f"{notifications_service.yuan(payment.refunded_fen)} refunded or being refunded).",
+            code="refund_exceeds_captured",
+            refundable_fen=room,
+        )
+    from_payable = fulfilment_id is not None and await _settled(session, fulfilment_id)
+    if from_payable:
+        assert fulfilment_id is not None
+        fulfilment = await orders_service.get_fulfilment(session, fulfilment_id=fulfilment_id)
+        source = await ledger.account(
+            session,
+            "cooperative_payable",
+            organisation_id=fulfilment.cooperative_id,
+            currency=payment.currency,
+        )
+    else:
+        held = await ledger.order_escrow(session, payment.order_id)
+        if amount > held:
+            raise Conflict(
+                f"Escrow holds only {notifications_service.yuan(held)} for this order (the "
+                "rest was settled to cooperatives): name the part (fulfilment_id) to refund "
+                "from its cooperative's payable.",
+                code="escrow_short",
+                escrow_fen=held,
+            )
+        source = await ledger.account(session, "buyer_escrow", currency=payment.currency)
+    refund = Refund(
+        id=uuid.uuid4(),
+        payment_id=payment.id,
+        order_id=payment.order_id,
+        fulfilment_id=fulfilment_id,
+        dispute_id=dispute_id,
+        kind=kind,
+        amount_fen=amount,
+        from_payable=from_payable,
+        status="pending",
+        reason=reason,
+        requested_by_id=user_id,
+        attempts=0,
+    )
+    session.add(refund)
+    payment.refunded_fen += amount
+    payment.updated_at = utcnow()
+    await session.flush()
+    refunds_payable = await ledger.account(session, "refunds_payable", currency=payment.currency)
+    await ledger.post(
+        session,
+        kind="refund_requested",
+        dedupe_key=f"refund:{refund.id}",
+        memo=f"{kind} refund: {reason}",
+        legs=[Leg(source, amount), Leg(refunds_payable, -amount)],
+        order_id=payment.order_id,
+        fulfilment_id=fulfilment_id,
+        payment_id=payment.id,
+        refund_id=refund.id,
+    )
+    return refund
+
+
+async def _refund_paid(
+    session: AsyncSession, refund: Refund, payment: Payment, remote_id: str
+) -> None:
+    refund.status = "succeeded"
+    refund.provider_refund_id = remote_id
+    refund.succeeded_at = utcnow()
+    refund.updated_at = utcnow()
+    refunds_payable = await ledger.account(session, "refunds_payable", currency=payment.currency)
+    clearing = await ledger.account(
+        session, "provider_clearing", provider=payment.provider, currency=payment.currency
+    )
+    await ledger.post(
+        session,
+        kind="refund_paid",
+        dedupe_key=f"refund_paid:{refund.id}",
+        memo=f"{payment.provider} paid refund {remote_id}",
+        legs=[Leg(refunds_payable, refund.amount_fen), Leg(clearing, -refund.amount_fen)],
+        order_id=refund.order_id,
+        fulfilment_id=refund.fulfilment_id,
+        payment_id=payment.id,
+        refund_id=refund.id,
+    )
+    await session.flush()
+    await notifications_service.notify(
+        session,
+        organisation_id=payment.buyer_id,
+        kind="refund_paid",
+        subject_type="order",
+        subject_id=refund.order_id,
+        context={
+            "order_ref": str(refund.order_id)[:8],
+            "amount": notifications_service.yuan(refund.amount_fen),
+            "reason": refund.reason,
+        },
+    )
+
+
+async def _refund_failed(session: AsyncSession, refund: Refund, payment: Payment, why: str) -> None:
+    """The provider refused: the hold goes back where it came from (a reversing posting)."""
+    refund.status = "failed"
+    refund.last_error = why
+    refund.updated_at = utcnow()
+    payment.refunded_fen -= refund.amount_fen
+    if refund.from_payable:
+        assert refund.fulfilment_id is not None
+        fulfilment = await orders_service.get_fulfilment(
+            session, fulfilment_id=refund.fulfilment_id
+        )
+        source = await ledger.account(
+            session,
+            "cooperative_payable",
+            organisation_id=fulfilment.cooperative_id,
+            currency=payment.currency,
+        )
+    else:
+        source = await ledger.account(session, "buyer_escrow", currency=payment.currency)
+    refunds_payable = await ledger.account(session, "refunds_payable", currency=payment.currency)
+    await ledger.post(
+        session,
+        kind="refund_reversed",
+        dedupe_key=f"refund_failed:{refund.id}",
+        memo=f"refund failed: {why}",
+        legs=[Leg(refunds_payable, refund.amount_fen), Leg(source, -refund.amount_fen)],
+        order_id=refund.order_id,
+        fulfilment_id=refund.fulfilment_id,
+        payment_id=payment.id,
+        refund_id=refund.id,
+    )
+    await session.flush()
+
+
+async def sync_refunds(session: AsyncSession, provider: PaymentProvider, payment: Payment) -> None:
+    """Match the provider's refunds of a (locked) payment to ours by the refund id in their
+    metadata; a refund made outside this system (the provider's dashboard) is recorded."""
+    if payment.provider_payment_id is None or payment.provider == "offline":
+        return
+    remote_refunds = await provider.list_refunds(payment.provider_payment_id)
+    ours = {r.id: r for r in await refunds_of(session, [payment.id])}
+    known = {r.provider_refund_id for r in ours.values() if r.provider_refund_id}
+    for remote in remote_refunds:
+        refund_id = remote.metadata.get("refund_id")
+        refund = ours.get(uuid.UUID(refund_id)) if refund_id else None
+        if refund is not None:
+            await _apply_refund(session, refund, payment, remote)
+        elif remote.provider_id not in known and remote.status == RefundStatus.succeeded:
+            outside = await request_refund(
+                session,
+                payment=payment,
+                amount=min(remote.amount, payment.captured_fen - payment.refunded_fen),
+                kind="provider",
+                reason="refunded at the provider, outside AgriBridge",
+            )
+            await _refund_paid(session, outside, payment, remote.provider_id)
+
+
+async def _apply_refund(
+    session: AsyncSession, refund: Refund, payment: Payment, remote: ProviderRefund
+) -> None:
+    if not states.refund_moves(refund.status, remote.status.value):
+        return
+    if remote.status == RefundStatus.succeeded:
+        await _refund_paid(session, refund, payment, remote.provider_id)
+    elif remote.status == RefundStatus.failed:
+        await _refund_failed(session, refund, payment, remote.failure_message or "refused")
+    else:
+        refund.provider_refund_id = remote.provider_id
+
+
+async def execute_refunds(session: AsyncSession, providers: Providers, *, limit: int = 20) -> int:
+    """Carry out pending refunds at the provider, each with the idempotency key of its id.
+    Before (re)trying, the provider's refunds are searched for this one, so a refund whose
+    response was lost (a crash after the call) is found instead of made twice."""
+    refunds = list(
+        await session.scalars(
+            select(Refund)
+            .where(Refund.status == "pending", Refund.provider_refund_id.is_(None))
+            .order_by(Refund.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    done = 0
+    for refund in refunds:
+        payment = await get_payment(session, payment_id=refund.payment_id, lock=True)
+        provider = _provider(providers, payment.provider)
+        refund.attempts += 1
+        try:
+            async with session.begin_nested():
+                await sync_refunds(session, provider, payment)
+                if refund.status != "pending" or refund.provider_refund_id is not None:
+                    done += 1
+                    continue
+                remote = await provider.refund(
+                    payment.provider_payment_id or "",
+                    amount=refund.amount_fen,
+                    idempotency_key=f"refund-{refund.id}",
+                    metadata={"refund_id": str(refund.id), "order_id": str(refund.order_id)},
+                )
+                await _apply_refund(session, refund, payment, remote)
+                done += 1
+        except ProviderUnavailable as exc:
+            refund.last_error = exc.message
+        except ProviderError as exc:
+            await _refund_failed(session, refund, payment, exc.message)
+        refund.updated_at = utcnow()
+        await session.flush()
+    return done
+
+
+# ---------------------------------------------------------------- derived obligations
+
+
+async def _live_payment(session: AsyncSession, order_id: uuid.UUID) -> Payment | None:
+    return await session.scalar(
+        select(Payment)
+        .where(Payment.order_id == order_id, Payment.captured_fen > 0)
+        .order_by(Payment.created_at.desc())
+        .limit(1)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
+    """Refunds that orders' state makes due and that are not recorded yet: decided disputes,
+    cancelled or expired orders that still hold money, parts declined after the money was
+    taken, and transfers above the amount due. Each is recorded once (unique indexes)."""
+    created = 0
+    disputes = list(
+        await session.execute(
+            select(Dispute.id, Dispute.order_id, Dispute.fulfilment_id, Dispute.refund_fen)
+            .where(
+                Dispute.status == "decided",
+                Dispute.refund_fen > 0,
+                ~exists().where(Refund.dispute_id == Dispute.id),
+            )
+            .limit(limit)
+        )
+    )
+    for dispute_id, order_id, fulfilment_id, refund_fen in disputes:
+        payment = await _live_payment(session, order_id)
+        if payment is None:
+            continue
+        amount = min(int(refund_fen or 0), payment.captured_fen - payment.refunded_fen)
+        if amount > 0 and await _try_refund(
+            session,
+            payment=payment,
+            amount=amount,
+            kind="dispute",
+            reason="dispute decided by the platform",
+            fulfilment_id=fulfilment_id,
+            dispute_id=dispute_id,
+        ):
+            created += 1
+
+    # money still held for an order that will never be delivered
+    dead = list(
+        await session.execute(
+            select(Payment.id, Order.status)
+            .join(Order, Order.id == Payment.order_id)
+            .where(
+                Order.status.in_(("cancelled", "expired")),
+                Payment.captured_fen > Payment.refunded_fen,
+            )
+            .limit(limit)
+        )
+    )
+    for payment_id, order_status in dead:
+        payment = await get_payment(session, payment_id=payment_id, lock=True)
+        amount = payment.captured_fen - payment.refunded_fen
+        kind = "cancellation" if order_status == "cancelled" else "late_payment"
+        if amount > 0 and await _try_refund(
+            session, payment=payment, amount=amount, kind=kind, reason=f"order {order_status}"
+        ):
+            created += 1
+
+    # a part declined after the money for it was taken
+    declined = list(
+        await session.execute(
+            select(Fulfilment.id, Fulfilment.order_id)
+            .join(Payment, Payment.order_id == Fulfilment.order_id)
+            .where(
+                Fulfilment.decline_reason.is_not(None),
+                Payment.captured_at < Fulfilment.cancelled_at,
+                Payment.captured_fen > Payment.refunded_fen,
+                ~exists().where(
+                    and_(Refund.fulfilment_id == Fulfilment.id, Refund.kind == "declined_part")
+                ),
+            )
+            .limit(limit)
+        )
+    )
+    for fulfilment_id, order_id in declined:
+        payment = await _live_payment(session, order_id)
+        if payment is None:
+            continue
+        order = await orders_service.get_order(session, order_id=order_id)
+        parts = await orders_service.fulfilments_of(session, [order_id])
+        gross, _ = part_amounts(order, parts)[fulfilment_id]
+        amount = min(gross, payment.captured_fen - payment.refunded_fen)
+        if amount > 0 and await _try_refund(
+            session,
+            payment=payment,
+            amount=amount,
+            kind="declined_part",
+            reason="the cooperative could not supply its part",
+            fulfilment_id=fulfilment_id,
+        ):
+            created += 1
+
+    # a bank transfer of more than was due
+    over = list(
+        await session.scalars(
+            select(Payment.id)
+            .where(
+                Payment.status == "succeeded",
+                Payment.captured_fen > Payment.amount_fen,
+                ~exists().where(
+                    and_(Refund.payment_id == Payment.id, Refund.kind == "overpayment")
+                ),
+            )
+            .limit(limit)
+        )
+    )
+    for payment_id in over:
+        payment = await get_payment(session, payment_id=payment_id, lock=True)
+        amount = min(
+            payment.captured_fen - payment.amount_fen, payment.captured_fen - payment.refunded_fen
+        )
+        if amount > 0 and await _try_refund(
+            session, payment=payment, amount=amount, kind="overpayment", reason="paid more than due"
+        ):
+            created += 1
+    return created
+
+
+async def _try_refund(session: AsyncSession, **kwargs: Any) -> bool:
+    """request_refund in a savepoint: a refund another worker recorded first, or one that no
+    longer fits, is skipped (logged), not fatal to the batch."""
+    try:
+        async with session.begin_nested():
+            await request_refund(session, **kwargs)
+        return True
+    except Conflict as exc:
+        log.warning("refund not recorded: %s", exc.detail)
+    except Exception as exc:  # unique index: recorded by another worker meanwhile
+        if "uq_refund" not in str(exc):
+            raise
+    return False
+
+
+async def capture_due(
+    session: AsyncSession, providers: Providers, *, capture_within: dt.timedelta, limit: int = 20
+) -> int:
+    """Capture authorised card payments once something of the order has shipped (or before
+    the authorisation lapses): the amount is what is still collectable, i.e. without the
+    parts cooperatives declined — a partial capture when some did."""
+    shipped = exists().where(
+        Fulfilment.order_id == Payment.order_id,
+        Fulfilment.status.in_(("shipped", "delivered")),
+    )
+    payments = list(
+        await session.scalars(
+            select(Payment)
+            .where(
+                Payment.status == "requires_capture",
+                or_(shipped, Payment.authorised_at < utcnow() - capture_within),
+            )
+            .order_by(Payment.authorised_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    captured = 0
+    for payment in payments:
+        try:
+            async with session.begin_nested():
+                await _capture(session, providers, payment)
+                captured += 1
+        except ProviderError as exc:
+            log.warning("capture of payment %s failed: %s", payment.id, exc.message)
+    return captured
+
+
+async def _capture(session: AsyncSession, providers: Providers, payment: Payment) -> None:
+    provider = _provider(providers, payment.provider)
+    assert payment.provider_payment_id is not None
+    remote = await provider.retrieve_payment(payment.provider_payment_id)
+    if remote.status != PaymentStatus.requires_capture:  # captured before a crash, or voided
+        await sync_payment(session, payment, remote)
+        return
+    order = await orders_service.get_order(session, order_id=payment.order_id)
+    amount = collectable_fen(order, await orders_service.fulfilments_of(session, [order.id]))
+    if amount <= 0:
+        remote = await provider.cancel(
+            payment.provider_payment_id, idempotency_key=f"cancel-{payment.id}"
+        )
+    else:
+        remote = await provider.capture(
+            payment.provider_payment_id,
+            amount=min(amount, remote.amount_capturable or amount),
+            idempotency_key=f"capture-{payment.id}",
+        )
+    await sync_payment(session, payment, remote)
+
+
+async def void_dead(session: AsyncSession, providers: Providers, *, limit: int = 20) -> int:
+    """Cancel payments that took no money for orders that expired or were cancelled, so that
+    an authorisation is released and a late transfer page cannot be paid."""
+    payments = list(
+        await session.scalars(
+            select(Payment)
+            .join(Order, Order.id == Payment.order_id)
+            .where(
+                Payment.status.in_(("pending", "requires_capture")),
+                Payment.captured_fen == 0,
+                Order.status.in_(("cancelled", "expired")),
+            )
+            .limit(limit)
+            .with_for_update(of=Payment, skip_locked=True)
+        )
+    )
+    for payment in payments:
+        try:
+            async with session.begin_nested():
+                await _cancel_at_provider(session, providers, payment, why="order closed")
+        except MarketError as exc:
+            log.warning("void of payment %s failed: %s", payment.id, exc.detail)
+    return len(payments)
+
+
+async def reconcile_stale(
+    session: AsyncSession, providers: Providers, *, older_than: dt.timedelta, limit: int = 50
+) -> int:
+    """Fetch payments the provider should have told us about by now (lost webhooks, a crash
+    between a provider call and our commit) and repair them; refunds likewise."""
+    cutoff = utcnow() - older_than
+    payments = list(
+        await session.scalars(
+            select(Payment)
+            .where(
+                Payment.provider != "offline",
+                Payment.provider_payment_id.is_not(None),
+                or_(
+                    Payment.status.in_(("pending", "requires_capture")),
+                    exists().where(
+                        and_(Refund.payment_id == Payment.id, Refund.status == "pending")
+                    ),
+                ),
+                func.coalesce(Payment.synced_at, Payment.created_at) < cutoff,
+            )
+            .order_by(Payment.updated_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    repaired = 0
+    for payment in payments:
+        before = (payment.status, payment.captured_fen, payment.refunded_fen)
+        try:
+            async with session.begin_nested():
+                await refresh_payment(session, providers, payment)
+        except ProviderError as exc:
+            log.warning("reconciliation of payment %s failed: %s", payment.id, exc.message)
+            continue
+        if (payment.status, payment.captured_fen, payment.refunded_fen) != before:
+            repaired += 1
+            log.info("reconciled payment %s: %s → %s", payment.id, before[0], payment.status)
+    return repaired
+
+
+# ---------------------------------------------------------------- settlement
+
+
+async def settle_due(session: AsyncSession, *, hold: dt.timedelta, limit: int = 50) -> int:
+    """Move each delivered part's money from escrow to its cooperative, less the platform
+    fee, once the hold after delivery has passed and no dispute about it is open."""
+    open_dispute = exists().where(
+        Dispute.fulfilment_id == Fulfilment.id, Dispute.status != "decided"
+    )
+    due = list(
+        await session.scalars(
+            select(Fulfilment)
+            .join(Payment, Payment.order_id == Fulfilment.order_id)
+            .where(
+                Fulfilment.status == "delivered",
+                Fulfilment.delivered_at <= utcnow() - hold,
+                Payment.status == "succeeded",
+                ~open_dispute,
+                ~exists().where(Settlement.fulfilment_id == Fulfilment.id),
+            )
+            .order_by(Fulfilment.delivered_at)
+            .limit(limit)
+            .with_for_update(of=Fulfilment, skip_locked=True)
+        )
+    )
+    for fulfilment in due:
+        await _settle(session, fulfilment)
+    return len(due)
+
+
+async def _settle(session: AsyncSession, fulfilment: Fulfilment) -> None:
+    order = await orders_service.get_order(session, order_id=fulfilment.order_id)
+    parts = await orders_service.fulfilments_of(session, [order.id])
+    gross, fee = part_amounts(order, parts)[fulfilment.id]
+    refunded_before = int(
+        await session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+                Refund.fulfilment_id == fulfilment.id,
+                Refund.status != "failed",
+                Refund.from_payable.is_(False),
+            )
+        )
+        or 0
+    )
+    refunded_before = min(refunded_before, gross - fee)
+    net = gross - fee - refunded_before
+    settlement = Settlement(
+        fulfilment_id=fulfilment.id,
+        order_id=order.id,
+        cooperative_id=fulfilment.cooperative_id,
+        gross_fen=gross,
+        fee_fen=fee,
+        refunded_before_fen=refunded_before,
+        net_fen=net,
+    )
+    session.add(settlement)
+    await session.flush()
+    escrow = await ledger.account(session, "buyer_escrow", currency=order.currency)
+    payable = await ledger.account(
+        session,
+        "cooperative_payable",
+        organisation_id=fulfilment.cooperative_id,
+        currency=order.currency,
+    )
+    revenue = await ledger.account(session, "platform_fee_revenue", currency=order.currency)
+    await ledger.post(
+        session,
+        kind="settlement",
+        dedupe_key=f"settle:{fulfilment.id}",
+        memo=f"settled part of order {order.id}",
+        legs=[Leg(escrow, net + fee), Leg(payable, -net), Leg(revenue, -fee)],
+        order_id=order.id,
+        fulfilment_id=fulfilment.id,
+    )
+    await notifications_service.notify(
+        session,
+        organisation_id=fulfilment.cooperative_id,
+        kind="settled",
+        subject_type="fulfilment",
+        subject_id=fulfilment.id,
+        context={
+            "order_ref": str(order.id)[:8],
+            "gross": notifications_service.yuan(gross - refunded_before),
+            "fee": notifications_service.yuan(fee),
+            "net": notifications_service.yuan(net),
+        },
+    )
+
+
+async def list_settlements(
+    session: AsyncSession, *, cooperative_id: uuid.UUID, page: PageParams
+) -> tuple[list[Settlement], str | None]:
+    stmt = select(Settlement).where(Settlement.cooperative_id == cooperative_id)
+    return await paginate(
+        session, stmt, page, [Settlement.settled_at, Settlement.id], descending=True
+    )
+
+
+async def cooperative_summary(
+    session: AsyncSession, *, cooperative_id: uuid.UUID
+) -> dict[str, int]:
+    """Payable balance (negative: a debt the next payout nets off), what is delivered but
+    not yet settled, and what has been paid out."""
+    balance = (await ledger.payable_balances(session, [cooperative_id])).get(cooperative_id, 0)
+    awaiting = int(
+        await session.scalar(
+            select(
+                func.coalesce(func.sum(Fulfilment.goods_fen + Fulfilment.logistics_fen), 0)
+            ).where(
+                Fulfilment.cooperative_id == cooperative_id,
+                Fulfilment.status.in_(("shipped", "delivered")),
+                ~exists().where(Settlement.fulfilment_id == Fulfilment.id),
+            )
+        )
+        or 0
+    )
+    paid_out = int(
+        await session.scalar(
+            select(func.coalesce(func.sum(Payout.amount_fen), 0))
+            .join(PayoutBatch, PayoutBatch.id == Payout.batch_id)
+            .where(Payout.cooperative_id == cooperative_id, PayoutBatch.status == "paid")
+        )
+        or 0
+    )
+    in_transit = int(
+        await session.scalar(
+            select(func.coalesce(func.sum(Payout.amount_fen), 0))
+            .join(PayoutBatch, PayoutBatch.id == Payout.batch_id)
+            .where(Payout.cooperative_id == cooperative_id, PayoutBatch.status == "scheduled")
+        )
+        or 0
+    )
+    return {
+        "payable_fen": balance,
+        "awaiting_settlement_fen": awaiting,
+        "payout_scheduled_fen": in_transit,
+        "paid_out_fen": paid_out,
+    }
+
+
+# ---------------------------------------------------------------- payouts
+
+
+async def set_payout_account(
+    session: AsyncSession, *, cooperative_id: uuid.UUID, data: dict[str, str]
+) -> PayoutAccount:
+    account = await session.get(PayoutAccount, cooperative_id)
+    if account is None:
+        account = PayoutAccount(organisation_id=cooperative_id, **data)
+        session.add(account)
+    else:
+        for key, value in data.items():
+            setattr(account, key, value)
+        account.updated_at = utcnow()
+    await session.flush()
+    return account
+
+
+async def get_payout_account(session: AsyncSession, *, cooperative_id: uuid.UUID) -> PayoutAccount:
+    account = await session.get(PayoutAccount, cooperative_id)
+    if account is None:
+        raise NotFound("No payout account yet: set one with PUT …/payout-account.")
+    return account
+
+
+async def build_payout_batch(
+    session: AsyncSession, *, user_id: uuid.UUID | None, currency: str = "CNY"
+) -> tuple[PayoutBatch, list[uuid.UUID]]:
+    """One payout per cooperative owed money (its payable balance, which nets off debts from
+    refunds after settlement) that has a payout account. Builders are serialised by an
+    advisory lock, so two at once make one batch; the second finds nothing due (409).
+    Returns the batch and the cooperatives skipped for want of an account."""
+    await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('agribridge.payout_batch'))"))
+    balances = await ledger.payable_balances(session)
+    owed = {org: amount for org, amount in balances.items() if amount > 0}
+    accounts = {
+        a.organisation_id: a
+        for a in await session.scalars(
+            select(PayoutAccount).where(PayoutAccount.organisation_id.in_(list(owed)))
+        )
+    }
+    missing = sorted((org for org in owed if org not in accounts), key=str)
+    payable_now = {org: amount for org, amount in owed.items() if org in accounts}
+    if not payable_now:
+        raise Conflict(
+            "Nothing is due for payout"
+            + (
+                f" ({len(missing)} cooperatives are owed money but have no payout account)."
+                if missing
+                else "."
+            ),
+            code="nothing_due",
+        )
+    batch = PayoutBatch(
+        id=uuid.uuid4(),
+        status="scheduled",
+        currency=currency,
+        total_fen=sum(payable_now.values()),
+        payout_count=len(payable_now),
+        created_by_id=user_id,
+    )
+    session.add(batch)
+    await session.flush()
+    in_transit = await ledger.account(session, "payouts_in_transit", currency=currency)
+    names = await organisations_service.names_of(session, payable_now)
+    for org, amount in sorted(payable_now.items(), key=lambda item: str(item[0])):
+        account = accounts[org]
+        payout = Payout(
+            id=uuid.uuid4(),
+            batch_id=batch.id,
+            cooperative_id=org,
+            amount_fen=amount,
+            account_name=account.account_name,
+            account_number=account.account_number,
+            bank_name=account.bank_name,
+        )
+        session.add(payout)
+        await session.flush()
+        payable = await ledger.account(
+            session, "cooperative_payable", organisation_id=org, currency=currency
+        )
+        await ledger.post(
+            session,
+            kind="payout_scheduled",
+            dedupe_key=f"payout:{payout.id}",
+            memo=f"payout to {names.get(org, org)} in batch {batch.id}",
+            legs=[Leg(payable, amount), Leg(in_transit, -amount)],
+            payout_id=payout.id,
+        )
+        await notifications_service.notify(
+            session,
+            organisation_id=org,
+            kind="payout_scheduled",
+            subject_type="payout",
+            subject_id=payout.id,
+            context={
+                "account": f"{account.bank_name} {account.account_name}",
+                "amount": notifications_service.yuan(amount),
+                "batch_ref": str(batch.id)[:8],
+            },
+        )
+    return batch, missing
+
+
+async def get_batch(
+    session: AsyncSession, *, batch_id: uuid.UUID, lock: bool = False
+) -> PayoutBatch:
+    stmt = select(PayoutBatch).where(PayoutBatch.id == batch_id)
+    if lock:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    batch = await session.scalar(stmt)
+    if batch is None:
+        raise NotFound("No such payout batch.")
+    return batch
+
+
+async def payouts_of(session: AsyncSession, batch_id: uuid.UUID) -> list[Payout]:
+    return list(
+        await session.scalars(
+            select(Payout).where(Payout.batch_id == batch_id).order_by(Payout.cooperative_id)
+        )
+    )
+
+
+async def list_payouts(
+    session: AsyncSession, *, cooperative_id: uuid.UUID, page: PageParams
+) -> tuple[list[Payout], str | None]:
+    stmt = select(Payout).where(Payout.cooperative_id == cooperative_id)
+    return await paginate(session, stmt, page, [Payout.created_at, Payout.id], descending=True)
+
+
+async def batches_by_id(
+    session: AsyncSession, batch_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, PayoutBatch]:
+    if not batch_ids:
+        return {}
+    return {
+        b.id: b
+        for b in await session.scalars(select(PayoutBatch).where(PayoutBatch.id.in_(batch_ids)))
+    }
+
+
+async def mark_batch_paid(
+    session: AsyncSession, *, batch_id: uuid.UUID, user_id: uuid.UUID | None
+) -> PayoutBatch:
+    """The bank executed the payout file: in-transit → out of the bank account."""
+    batch = await get_batch(session, batch_id=batch_id, lock=True)
+    batch.status = states.batch_transition(batch.status, "paid")
+    batch.paid_at = utcnow()
+    batch.paid_by_id = user_id
+    in_transit = await ledger.account(session, "payouts_in_transit", currency=batch.currency)
+    bank = await ledger.account(
+        session, "provider_clearing", provider="offline", currency=batch.currency
+    )
+    for payout in await payouts_of(session, batch.id):
+        await ledger.post(
+            session,
+            kind="payout_paid",
+            dedupe_key=f"payout_paid:{payout.id}",
+            memo=f"bank paid payout {payout.id}",
+            legs=[Leg(in_transit, payout.amount_fen), Leg(bank, -payout.amount_fen)],
+            payout_id=payout.id,
+        )
+    await session.flush()
+    return batch
