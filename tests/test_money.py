@@ -1,0 +1,856 @@
+"""Money on the default provider (bank transfer): paying with a reference code, statement
+import and its review queue, the ledger, settlement after delivery, payout batches, refunds
+from cancellations, declines and dispute decisions; races, bad amounts and access rules."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import io
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from market.money import ledger
+from market.money import tasks as money_tasks
+from market.money.models import (
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    Refund,
+    StatementImport,
+    StatementLine,
+)
+from market.orders.models import Fulfilment, Order
+from payments.offline import BankAccount, OfflineBankTransfer, reference_code
+from tests.conftest import _rolled_back_maker
+from tests.factories import bearer, platform_operator
+from tests.factories_listings import Supply, make_listing, make_supply
+from tests.test_listings import key, problem
+from tests.test_orders import ADDRESS, buyer, fulfilments_url, orders_url
+
+HEADER = "交易日期,金额,附言,付款人,付款账号,流水号\n"
+NO_HOLD = money_tasks.Timing(
+    settlement_hold=dt.timedelta(0),
+    capture_within=dt.timedelta(days=6),
+    reconcile_after=dt.timedelta(minutes=15),
+)
+
+
+def offline() -> dict[str, Any]:
+    return {"offline": OfflineBankTransfer(BankAccount("测试账户", "6222", "测试银行"))}
+
+
+async def work(
+    session: AsyncSession, providers: Any = None, when: money_tasks.Timing = NO_HOLD
+) -> dict[str, int]:
+    """One round of the money worker, inside the test's transaction."""
+    connection = session.bind
+    assert isinstance(connection, AsyncConnection)
+    return await money_tasks.run_once(_rolled_back_maker(connection), providers or offline(), when)
+
+
+def yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def statement(*lines: tuple[int, str, str]) -> str:
+    """CSV text of (amount in fen, memo, bank transaction id) lines."""
+    body = "".join(
+        f"2026-11-30,{yuan(amount)},{memo},北京新发地商贸有限公司,6222020200112233,{bank_id}\n"
+        for amount, memo, bank_id in lines
+    )
+    return HEADER + body
+
+
+class Shop:
+    """A cooperative's listing, a buyer and a platform operator, signed in."""
+
+    def __init__(self, supply: Supply, listing: Any, buyer: Any, token: str, platform: str):
+        self.supply = supply
+        self.listing = listing
+        self.buyer = buyer
+        self.token = token
+        self.platform = platform
+
+
+async def shop(session: AsyncSession, **supply: Any) -> Shop:
+    s = await make_supply(session, **supply)
+    listing = await make_listing(session, s)
+    organisation, token = await buyer(session)
+    _, platform = await platform_operator(session)
+    return Shop(s, listing, organisation, token, platform)
+
+
+async def order(client: httpx.AsyncClient, shop: Shop, quantity: int = 10) -> dict[str, Any]:
+    response = await client.post(
+        orders_url(shop.buyer),
+        headers=bearer(shop.token) | key(),
+        json={"lines": [{"listing_id": str(shop.listing.id), "quantity": quantity}], **ADDRESS},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def pay_by_transfer(
+    client: httpx.AsyncClient, shop: Shop, placed: dict[str, Any]
+) -> dict[str, Any]:
+    response = await client.post(
+        orders_url(shop.buyer, placed["id"], "payments"),
+        headers=bearer(shop.token) | key(),
+        json={"method": "bank_transfer"},
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def import_csv(
+    client: httpx.AsyncClient, shop: Shop, body: str, **params: str
+) -> httpx.Response:
+    return await client.post(
+        "/platform/statements",
+        params=params,
+        content=body.encode("utf-8"),
+        headers=bearer(shop.platform) | key() | {"Content-Type": "text/csv"},
+    )
+
+
+async def paid_order(client: httpx.AsyncClient, shop: Shop, quantity: int = 10) -> dict[str, Any]:
+    placed = await order(client, shop, quantity)
+    payment = await pay_by_transfer(client, shop, placed)
+    code = payment["transfer_instructions"]["reference_code"]
+    bank_id = f"B{uuid.uuid4().hex[:12]}"
+    imported = await import_csv(
+        client, shop, statement((placed["total_fen"], f"货款{code}", bank_id))
+    )
+    assert imported.status_code == 201, imported.text
+    return placed
+
+
+async def balances(session: AsyncSession) -> dict[str, int]:
+    """Balance per account kind (cooperative payables summed)."""
+    out: dict[str, int] = {}
+    for kind, _, _, _, balance in await ledger.trial_balance(session):
+        out[kind] = out.get(kind, 0) + balance
+    return out
+
+
+async def ship_and_deliver(client: httpx.AsyncClient, shop: Shop, placed: dict[str, Any]) -> None:
+    fid = placed["fulfilments"][0]["id"]
+    shipped = await client.post(
+        fulfilments_url(shop.supply, fid, "shipments"),
+        headers=bearer(shop.supply.token) | key(),
+        json={"carrier": "顺丰冷运", "tracking_number": "SF1234567890", "cold_chain": False},
+    )
+    assert shipped.status_code == 201, shipped.text
+    confirmed = await client.post(
+        orders_url(shop.buyer, placed["id"], "fulfilments", fid, "confirm-delivery"),
+        headers=bearer(shop.token) | key(),
+    )
+    assert confirmed.status_code == 200, confirmed.text
+
+
+# ---------------------------------------------------------------- paying by bank transfer
+
+
+async def test_a_bank_transfer_quoting_the_reference_pays_the_order_once(client, session):
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    payment = await pay_by_transfer(client, shop_, placed)
+    instructions = payment["transfer_instructions"]
+    assert payment["status"] == "pending" and payment["amount_fen"] == placed["total_fen"]
+    assert instructions["amount_fen"] == placed["total_fen"]
+    assert instructions["reference_code"] == reference_code(uuid.UUID(payment["id"]))
+    # asking again for the same method gives the same payment (the buyer reopened the page)
+    again = await pay_by_transfer(client, shop_, placed)
+    assert again["id"] == payment["id"]
+
+    body = statement(
+        (placed["total_fen"], f"货款 {instructions['reference_code'].lower()} 谢谢", "B0001")
+    )
+    first = await import_csv(client, shop_, body, filename="农行对账单.csv")
+    assert first.status_code == 201, first.text
+    assert first.json() | {"id": None, "created_at": None} == {
+        "id": None,
+        "created_at": None,
+        "filename": "农行对账单.csv",
+        "line_count": 1,
+        "new_count": 1,
+        "matched": 1,
+        "underpaid": 0,
+        "overpaid": 0,
+        "unmatched": 0,
+    }
+    read = await client.get(orders_url(shop_.buyer, placed["id"]), headers=bearer(shop_.token))
+    assert read.json()["status"] == "paid"
+    [paid] = (
+        await client.get(
+            orders_url(shop_.buyer, placed["id"], "payments"), headers=bearer(shop_.token)
+        )
+    ).json()
+    assert paid["status"] == "succeeded" and paid["captured_fen"] == placed["total_fen"]
+    assert paid["transfer_instructions"] is None
+    assert await balances(session) == {
+        "provider_clearing": placed["total_fen"],
+        "buyer_escrow": -placed["total_fen"],
+    }
+
+    # the same statement again (or one overlapping it) changes nothing
+    second = await import_csv(client, shop_, body)
+    assert second.status_code == 201
+    assert (second.json()["line_count"], second.json()["new_count"]) == (1, 0)
+    assert await session.scalar(select(func.count()).select_from(StatementLine)) == 1
+    assert await balances(session) == {
+        "provider_clearing": placed["total_fen"],
+        "buyer_escrow": -placed["total_fen"],
+    }
+
+
+async def test_statement_lines_are_matched_under_over_or_unmatched_and_reviewed(client, session):
+    shop_ = await shop(session)
+    orders = [await order(client, shop_, 6) for _ in range(4)]
+    codes = []
+    for placed in orders:
+        payment = await pay_by_transfer(client, shop_, placed)
+        codes.append(payment["transfer_instructions"]["reference_code"])
+    exact, under, over, forgot = orders
+    body = statement(
+        (exact["total_fen"], f"{codes[0]}", "T1"),
+        (under["total_fen"] - 1500, f"{codes[1]} 扣手续费", "T2"),
+        (over["total_fen"] + 10000, f"{codes[2]}", "T3"),
+        (forgot["total_fen"], "货款（忘写附言）", "T4"),
+        (5000, "NSQ0000000000XX 不是我们的", "T5"),  # a wrong checksum is not a code
+    )
+    imported = await import_csv(client, shop_, body)
+    assert imported.status_code == 201, imported.text
+    counts = imported.json()
+    assert (counts["matched"], counts["underpaid"], counts["overpaid"], counts["unmatched"]) == (
+        1,
+        1,
+        1,
+        2,
+    )
+    queue = await client.get("/platform/statement-lines", headers=bearer(shop_.platform))
+    assert queue.status_code == 200
+    by_bank = {line["transaction_id"]: line for line in queue.json()["items"]}
+    assert set(by_bank) == {"T2", "T3", "T4", "T5"}  # an exact match needs no review
+
+    async def status_of(placed: dict[str, Any]) -> str:
+        read = await client.get(orders_url(shop_.buyer, placed["id"]), headers=bearer(shop_.token))
+        return str(read.json()["status"])
+
+    assert [await status_of(o) for o in orders] == [
+        "paid",
+        "pending_payment",
+        "paid",
+        "pending_payment",
+    ]
+
+    # the underpaid one: the platform accepts the bank's charge, recorded with who and why
+    confirm = await client.post(
+        f"/platform/statement-lines/{by_bank['T2']['id']}/resolve",
+        headers=bearer(shop_.platform) | key(),
+        json={"action": "confirm", "note": "银行手续费 15 元，平台承担"},
+    )
+    assert confirm.status_code == 200, confirm.text
+    assert confirm.json()["review"] == "resolved"
+    assert confirm.json()["resolved_by_id"] is not None
+    assert "手续费" in confirm.json()["resolution"]
+    assert await status_of(under) == "paid"
+    # the forgotten reference: assigned by hand, then it is an exact match
+    assign = await client.post(
+        f"/platform/statement-lines/{by_bank['T4']['id']}/resolve",
+        headers=bearer(shop_.platform) | key(),
+        json={"action": "assign", "reference_code": codes[3], "note": "买家电话确认"},
+    )
+    assert assign.status_code == 200, assign.text
+    assert assign.json()["outcome"] == "matched" and assign.json()["review"] == "resolved"
+    assert await status_of(forgot) == "paid"
+    # a line already decided cannot be decided again; a bad action names the field
+    again = await client.post(
+        f"/platform/statement-lines/{by_bank['T4']['id']}/resolve",
+        headers=bearer(shop_.platform) | key(),
+        json={"action": "dismiss", "note": "x"},
+    )
+    problem(again, 409, "not_in_review")
+    bad = await client.post(
+        f"/platform/statement-lines/{by_bank['T5']['id']}/resolve",
+        headers=bearer(shop_.platform) | key(),
+        json={"action": "refund", "note": "x"},
+    )
+    assert problem(bad, 422, "validation_failed")["errors"][0]["field"] == "action"
+
+    # the overpayment's excess goes back to the buyer through the worker
+    await work(session)
+    refund = await session.scalar(select(Refund).where(Refund.kind == "overpayment"))
+    assert refund is not None and refund.amount_fen == 10000 and refund.status == "succeeded"
+    totals = await balances(session)
+    assert totals["platform_adjustments"] == 1500  # the accepted shortfall
+    assert totals["refunds_payable"] == 0
+    received = sum(o["total_fen"] for o in orders) - 1500 + 10000 + 5000
+    assert totals["provider_clearing"] == received - 10000 - 5000  # T5 never touched the ledger
+    assert sum(totals.values()) == 0
+
+
+async def test_a_statement_with_a_bad_line_is_refused_whole_naming_line_and_column(client, session):
+    shop_ = await shop(session)
+    body = HEADER + (
+        "2026-11-30,100.00,x,甲,1,G1\n"
+        "2026-11-30,12.345,x,乙,2,G2\n"  # three decimals
+        "2026-13-01,5.00,x,丙,3,G3\n"  # no such month
+        "2026-11-30,5.00,x,丁,4,\n"  # no transaction id
+    )
+    response = await import_csv(client, shop_, body)
+    body_ = problem(response, 422, "bad_statement")
+    fields = [e["field"] for e in body_["errors"]]
+    assert fields[0].startswith("line 3") and "金额" in fields[0]
+    assert any(f.startswith("line 4") for f in fields)
+    assert any(f.startswith("line 5") for f in fields)
+    assert await session.scalar(select(func.count()).select_from(StatementImport)) == 0
+    assert await session.scalar(select(func.count()).select_from(StatementLine)) == 0
+    not_utf8 = await client.post(
+        "/platform/statements",
+        content="交易日期,金额\n".encode("gbk"),
+        headers=bearer(shop_.platform) | key() | {"Content-Type": "text/csv"},
+    )
+    problem(not_utf8, 422, "invalid")
+    gbk = await import_csv(client, shop_, "", encoding="gbk")
+    assert gbk.status_code == 422  # an empty statement says so
+
+
+async def test_gbk_statements_are_read_with_the_encoding_parameter(client, session):
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    payment = await pay_by_transfer(client, shop_, placed)
+    code = payment["transfer_instructions"]["reference_code"]
+    body = statement((placed["total_fen"], f"货款{code}", "GBK1"))
+    response = await client.post(
+        "/platform/statements",
+        params={"encoding": "gbk"},
+        content=body.encode("gbk"),
+        headers=bearer(shop_.platform) | key() | {"Content-Type": "text/csv"},
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["matched"] == 1
+    line = await session.scalar(select(StatementLine))
+    assert line is not None and line.payer_name == "北京新发地商贸有限公司"
+
+
+# ---------------------------------------------------------------- settlement and payouts
+
+
+async def test_delivery_settles_to_the_cooperative_and_a_batch_pays_it_out(client, session):
+    shop_ = await shop(session)
+    placed = await paid_order(client, shop_)
+    done = await work(session)
+    assert done["settled"] == 0  # not delivered yet
+    await ship_and_deliver(client, shop_, placed)
+    # with the default hold nothing settles yet
+    held = money_tasks.Timing(dt.timedelta(days=3), dt.timedelta(days=6), dt.timedelta(minutes=15))
+    assert (await work(session, when=held))["settled"] == 0
+    assert (await work(session))["settled"] == 1
+    assert (await work(session))["settled"] == 0
+
+    coop = shop_.supply
+    owed = placed["goods_fen"] + placed["logistics_fen"]
+    bal = await client.get(
+        f"/organisations/{coop.cooperative.id}/balance", headers=bearer(coop.token)
+    )
+    assert bal.status_code == 200, bal.text
+    assert bal.json()["payable_fen"] == owed
+    assert bal.json()["awaiting_settlement_fen"] == 0
+    settlements = await client.get(
+        f"/organisations/{coop.cooperative.id}/settlements", headers=bearer(coop.token)
+    )
+    [settled] = settlements.json()["items"]
+    assert settled["gross_fen"] == placed["total_fen"]
+    assert (settled["fee_fen"], settled["net_fen"]) == (placed["fee_fen"], owed)
+    totals = await balances(session)
+    assert totals["buyer_escrow"] == 0
+    assert totals["platform_fee_revenue"] == -placed["fee_fen"]
+    assert totals["cooperative_payable"] == -owed
+
+    # no payout account: nothing can be paid yet, and the batch says so
+    nothing = await client.post("/platform/payout-batches", headers=bearer(shop_.platform) | key())
+    problem(nothing, 409, "nothing_due")
+    account = await client.put(
+        f"/organisations/{coop.cooperative.id}/payout-account",
+        headers=bearer(coop.token),
+        json={
+            "account_name": "靖远县枸杞种植专业合作社",
+            "account_number": "6228 4800 1234 5678 901",
+            "bank_name": "中国农业银行靖远县支行",
+        },
+    )
+    assert account.status_code == 200, account.text
+    built = await client.post("/platform/payout-batches", headers=bearer(shop_.platform) | key())
+    assert built.status_code == 201, built.text
+    batch = built.json()
+    assert batch["total_fen"] == owed and batch["payout_count"] == 1
+    [payout] = batch["payouts"]
+    assert payout["amount_fen"] == owed and payout["status"] == "scheduled"
+    problem(
+        await client.post("/platform/payout-batches", headers=bearer(shop_.platform) | key()),
+        409,
+        "nothing_due",
+    )
+    payout_csv = await client.get(
+        f"/platform/payout-batches/{batch['id']}/file", headers=bearer(shop_.platform)
+    )
+    assert payout_csv.status_code == 200
+    assert payout_csv.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(payout_csv.content.decode("utf-8-sig"))))
+    assert rows[0][0] == "收款户名"
+    assert rows[1][:4] == [
+        "靖远县枸杞种植专业合作社",
+        "6228 4800 1234 5678 901",
+        "中国农业银行靖远县支行",
+        yuan(owed),
+    ]
+    paid = await client.post(
+        f"/platform/payout-batches/{batch['id']}/paid", headers=bearer(shop_.platform) | key()
+    )
+    assert paid.status_code == 200 and paid.json()["status"] == "paid"
+    problem(
+        await client.post(
+            f"/platform/payout-batches/{batch['id']}/paid", headers=bearer(shop_.platform) | key()
+        ),
+        409,
+        "invalid_transition",
+    )
+    summary = (
+        await client.get(
+            f"/organisations/{coop.cooperative.id}/balance", headers=bearer(coop.token)
+        )
+    ).json()
+    assert (summary["payable_fen"], summary["paid_out_fen"]) == (0, owed)
+    payouts = await client.get(
+        f"/organisations/{coop.cooperative.id}/payouts", headers=bearer(coop.token)
+    )
+    assert [p["status"] for p in payouts.json()["items"]] == ["paid"]
+    totals = await balances(session)
+    assert totals["payouts_in_transit"] == 0
+    assert totals["provider_clearing"] == placed["total_fen"] - owed  # the fee stays with us
+    assert sum(totals.values()) == 0
+
+
+async def test_a_refund_after_settlement_is_a_debt_the_next_payout_nets_off(client, session):
+    shop_ = await shop(session)
+    first = await paid_order(client, shop_)
+    await ship_and_deliver(client, shop_, first)
+    await work(session)
+    payment = await session.scalar(
+        select(Payment).where(Payment.order_id == uuid.UUID(first["id"]))
+    )
+    assert payment is not None
+    refund = await client.post(
+        f"/platform/payments/{payment.id}/refunds",
+        headers=bearer(shop_.platform) | key(),
+        json={
+            "amount_fen": 3000,
+            "reason": "部分破损",
+            "fulfilment_id": first["fulfilments"][0]["id"],
+        },
+    )
+    assert refund.status_code == 202, refund.text
+    assert refund.json()["from_payable"] is True and refund.json()["status"] == "pending"
+    await work(session)
+    coop = shop_.supply
+    owed = first["goods_fen"] + first["logistics_fen"]
+    summary = (
+        await client.get(
+            f"/organisations/{coop.cooperative.id}/balance", headers=bearer(coop.token)
+        )
+    ).json()
+    assert summary["payable_fen"] == owed - 3000
+    await client.put(
+        f"/organisations/{coop.cooperative.id}/payout-account",
+        headers=bearer(coop.token),
+        json={"account_name": "合作社", "account_number": "6228480012345678", "bank_name": "农行"},
+    )
+    batch = (
+        await client.post("/platform/payout-batches", headers=bearer(shop_.platform) | key())
+    ).json()
+    assert batch["total_fen"] == owed - 3000
+    # a refund larger than what is left owed makes a debt …
+    await client.post(
+        f"/platform/payout-batches/{batch['id']}/paid", headers=bearer(shop_.platform) | key()
+    )
+    debt = await client.post(
+        f"/platform/payments/{payment.id}/refunds",
+        headers=bearer(shop_.platform) | key(),
+        json={"amount_fen": 2000, "reason": "补偿", "fulfilment_id": first["fulfilments"][0]["id"]},
+    )
+    assert debt.status_code == 202, debt.text
+    await work(session)
+    summary = (
+        await client.get(
+            f"/organisations/{coop.cooperative.id}/balance", headers=bearer(coop.token)
+        )
+    ).json()
+    assert summary["payable_fen"] == -2000
+    # … that the next settlement's payout nets off
+    second = await paid_order(client, shop_)
+    await ship_and_deliver(client, shop_, second)
+    await work(session)
+    batch = (
+        await client.post("/platform/payout-batches", headers=bearer(shop_.platform) | key())
+    ).json()
+    assert batch["total_fen"] == second["goods_fen"] + second["logistics_fen"] - 2000
+
+
+async def test_concurrent_payout_batches_make_one_batch(committing_client, committing_session):
+    session = committing_session
+    shop_ = await shop(session)
+    await session.commit()
+    client = committing_client
+    placed = await paid_order(client, shop_)
+    await ship_and_deliver(client, shop_, placed)
+    maker = _committing_maker(session)
+    await money_tasks.run_once(maker, offline(), NO_HOLD)
+    await client.put(
+        f"/organisations/{shop_.supply.cooperative.id}/payout-account",
+        headers=bearer(shop_.supply.token),
+        json={"account_name": "合作社", "account_number": "6228480012345678", "bank_name": "农行"},
+    )
+    responses = await asyncio.gather(
+        *(
+            client.post("/platform/payout-batches", headers=bearer(shop_.platform) | key())
+            for _ in range(2)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [201, 409]
+    async with maker() as check:
+        batches = await check.scalar(text("SELECT count(*) FROM payout_batch"))
+        payouts = await check.scalar(text("SELECT count(*) FROM payout"))
+    assert (batches, payouts) == (1, 1)
+
+
+def _committing_maker(session: AsyncSession) -> Any:
+    from market.db import create_sessionmaker
+
+    return create_sessionmaker(session.bind)
+
+
+# ---------------------------------------------------------------- refunds
+
+
+async def test_two_concurrent_refunds_beyond_what_was_captured_one_wins(
+    committing_client, committing_session
+):
+    session = committing_session
+    shop_ = await shop(session)
+    await session.commit()
+    placed = await paid_order(committing_client, shop_)
+    payment = await session.scalar(
+        select(Payment).where(Payment.order_id == uuid.UUID(placed["id"]))
+    )
+    assert payment is not None
+    share = placed["total_fen"] // 2 + 100  # two of these exceed the total
+    responses = await asyncio.gather(
+        *(
+            committing_client.post(
+                f"/platform/payments/{payment.id}/refunds",
+                headers=bearer(shop_.platform) | key(),
+                json={"amount_fen": share, "reason": "并发退款"},
+            )
+            for _ in range(2)
+        )
+    )
+    assert sorted(r.status_code for r in responses) == [202, 409], [r.text for r in responses]
+    refused = next(r for r in responses if r.status_code == 409)
+    assert refused.json()["code"] == "refund_exceeds_captured"
+    assert refused.json()["refundable_fen"] == placed["total_fen"] - share
+    maker = _committing_maker(session)
+    await money_tasks.run_once(maker, offline(), NO_HOLD)
+    async with maker() as check:
+        refunded = await check.scalar(select(func.sum(Refund.amount_fen)))
+        stored = await check.get(Payment, payment.id)
+    assert refunded == share and stored is not None and stored.refunded_fen == share
+
+
+async def test_refund_amounts_must_be_whole_positive_fen_within_the_limit(client, session):
+    shop_ = await shop(session)
+    placed = await paid_order(client, shop_)
+    payment = await session.scalar(
+        select(Payment).where(Payment.order_id == uuid.UUID(placed["id"]))
+    )
+    assert payment is not None
+    for amount in (0, -5, 12.5, "abc", 10**13):
+        response = await client.post(
+            f"/platform/payments/{payment.id}/refunds",
+            headers=bearer(shop_.platform) | key(),
+            json={"amount_fen": amount, "reason": "x"},
+        )
+        body = problem(response, 422, "validation_failed")
+        assert body["errors"][0]["field"] == "amount_fen", (amount, body)
+    unknown = await client.post(
+        f"/platform/payments/{payment.id}/refunds",
+        headers=bearer(shop_.platform) | key(),
+        json={"amount_fen": 100, "reason": "x", "currency": "USD"},
+    )
+    assert problem(unknown, 422, "validation_failed")["errors"][0]["field"] == "currency"
+    assert await session.scalar(select(func.count()).select_from(Refund)) == 0
+
+
+async def test_cancelling_a_paid_order_refunds_it_in_full(client, session):
+    shop_ = await shop(session)
+    placed = await paid_order(client, shop_)
+    cancelled = await client.post(
+        orders_url(shop_.buyer, placed["id"], "cancel"),
+        headers=bearer(shop_.token) | key(),
+        json={"reason": "采购计划调整"},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    done = await work(session)
+    assert done["refunds_owed"] == 1 and done["refunds_sent"] == 1
+    assert (await work(session))["refunds_owed"] == 0
+    [refund] = list(await session.scalars(select(Refund)))
+    assert (refund.kind, refund.amount_fen, refund.status) == (
+        "cancellation",
+        placed["total_fen"],
+        "succeeded",
+    )
+    totals = await balances(session)
+    assert totals["buyer_escrow"] == 0 and totals["provider_clearing"] == 0
+    assert totals["refunds_payable"] == 0
+
+
+async def test_a_declined_part_and_a_decided_dispute_are_refunded_from_escrow(client, session):
+    shop_ = await shop(session)
+    other = await make_supply(session, region_code="640502")
+    other_listing = await make_listing(session, other)
+    response = await client.post(
+        orders_url(shop_.buyer),
+        headers=bearer(shop_.token) | key(),
+        json={
+            "lines": [
+                {"listing_id": str(shop_.listing.id), "quantity": 10},
+                {"listing_id": str(other_listing.id), "quantity": 10},
+            ],
+            **ADDRESS,
+        },
+    )
+    placed = response.json()
+    payment = await pay_by_transfer(client, shop_, placed)
+    code = payment["transfer_instructions"]["reference_code"]
+    await import_csv(client, shop_, statement((placed["total_fen"], code, "D1")))
+    parts = {f["cooperative_id"]: f for f in placed["fulfilments"]}
+    declined_part = parts[str(other.cooperative.id)]
+    declined = await client.post(
+        f"/organisations/{other.cooperative.id}/fulfilments/{declined_part['id']}/decline",
+        headers=bearer(other.token) | key(),
+        json={"reason": "冷库故障"},
+    )
+    assert declined.status_code == 200, declined.text
+    assert declined.json()["status"] == "cancelled"
+    assert declined.json()["decline_reason"] == "冷库故障"
+    await work(session)
+    refund = await session.scalar(select(Refund).where(Refund.kind == "declined_part"))
+    fulfilments = list(await session.scalars(select(Fulfilment).order_by(Fulfilment.id)))
+    order_row = await session.get(Order, uuid.UUID(placed["id"]))
+    assert order_row is not None and order_row.status == "paid"
+    from market.money.service import part_amounts
+
+    gross, _ = part_amounts(order_row, fulfilments)[uuid.UUID(declined_part["id"])]
+    assert refund is not None and refund.amount_fen == gross and refund.status == "succeeded"
+
+    # the other part is delivered, disputed and partly refunded by decision
+    kept = parts[str(shop_.supply.cooperative.id)]
+    await ship_and_deliver(client, shop_, {**placed, "fulfilments": [kept]})
+    dispute = await client.post(
+        orders_url(shop_.buyer, placed["id"], "disputes"),
+        headers=bearer(shop_.token) | key(),
+        json={"fulfilment_id": kept["id"], "reason": "quality", "description": "部分霉变"},
+    )
+    assert dispute.status_code == 201, dispute.text
+    assert (await work(session))["settled"] == 0  # disputed: held
+    decided = await client.post(
+        f"/platform/disputes/{dispute.json()['id']}/decide",
+        headers=bearer(shop_.platform) | key(),
+        json={"decision": "partial_refund", "refund_fen": 5000, "note": "照片为证"},
+    )
+    assert decided.status_code == 200, decided.text
+    done = await work(session)
+    assert done["refunds_owed"] == 1 and done["settled"] == 1
+    dispute_refund = await session.scalar(select(Refund).where(Refund.kind == "dispute"))
+    assert dispute_refund is not None and dispute_refund.amount_fen == 5000
+    assert dispute_refund.from_payable is False  # decided before settlement: from escrow
+    owed = kept["goods_fen"] + kept["logistics_fen"] - 5000
+    summary = (
+        await client.get(
+            f"/organisations/{shop_.supply.cooperative.id}/balance",
+            headers=bearer(shop_.supply.token),
+        )
+    ).json()
+    assert summary["payable_fen"] == owed
+    totals = await balances(session)
+    assert totals["buyer_escrow"] == 0 and sum(totals.values()) == 0
+
+
+# ---------------------------------------------------------------- the ledger itself
+
+
+async def test_the_database_refuses_an_unbalanced_or_edited_ledger(session):
+    escrow = await ledger.account(session, "buyer_escrow")
+    revenue = await ledger.account(session, "platform_fee_revenue")
+    with pytest.raises(ValueError):
+        await ledger.post(
+            session,
+            kind="test",
+            dedupe_key="unbalanced-in-python",
+            memo="x",
+            legs=[ledger.Leg(escrow, 100), ledger.Leg(revenue, -99)],
+        )
+    async with session.begin_nested():
+        posted = await ledger.post(
+            session,
+            kind="test",
+            dedupe_key="balanced",
+            memo="x",
+            legs=[ledger.Leg(escrow, 100), ledger.Leg(revenue, -100)],
+        )
+    assert posted is not None
+    # posting the same key again is a no-op
+    assert (
+        await ledger.post(
+            session,
+            kind="test",
+            dedupe_key="balanced",
+            memo="x",
+            legs=[ledger.Leg(escrow, 100), ledger.Leg(revenue, -100)],
+        )
+        is None
+    )
+    # straight SQL cannot leave a transaction unbalanced: refused at commit (deferred)
+    with pytest.raises(DBAPIError, match="does not balance"):
+        async with session.begin_nested():
+            tx = await session.scalar(
+                text(
+                    "INSERT INTO ledger_transaction (kind, dedupe_key, memo) "
+                    "VALUES ('test', 'raw', 'x') RETURNING id"
+                )
+            )
+            await session.execute(
+                text(
+                    "INSERT INTO ledger_entry (transaction_id, account_id, amount_fen) VALUES (:t, :a, 5)"
+                ),
+                {"t": tx, "a": escrow},
+            )
+            await session.execute(text("SET CONSTRAINTS ALL IMMEDIATE"))
+    for sql in (
+        "UPDATE ledger_entry SET amount_fen = amount_fen * 2",
+        "DELETE FROM ledger_entry",
+        "UPDATE ledger_transaction SET memo = 'rewritten'",
+    ):
+        with pytest.raises(DBAPIError, match="append-only"):
+            async with session.begin_nested():
+                await session.execute(text(sql))
+    assert await ledger.balance(session, escrow) == 100
+    entries = await session.scalar(select(func.count()).select_from(LedgerEntry))
+    transactions = await session.scalar(select(func.count()).select_from(LedgerTransaction))
+    assert (entries, transactions) == (2, 1)
+
+
+# ---------------------------------------------------------------- access
+
+
+async def test_payments_are_private_and_platform_actions_need_an_operator(client, session):
+    shop_ = await shop(session)
+    placed = await paid_order(client, shop_)
+    payment = await session.scalar(
+        select(Payment).where(Payment.order_id == uuid.UUID(placed["id"]))
+    )
+    assert payment is not None
+    stranger, stranger_token = await buyer(session)
+    # another buyer: 404 on the order's payments, and paying it
+    problem(
+        await client.get(
+            orders_url(stranger, placed["id"], "payments"), headers=bearer(stranger_token)
+        ),
+        404,
+        "not_found",
+    )
+    problem(
+        await client.post(
+            orders_url(stranger, placed["id"], "payments"),
+            headers=bearer(stranger_token) | key(),
+            json={"method": "bank_transfer"},
+        ),
+        404,
+        "not_found",
+    )
+    problem(
+        await client.get(
+            orders_url(shop_.buyer, placed["id"], "payments"), headers=bearer(stranger_token)
+        ),
+        404,
+        "not_found",
+    )
+    # another cooperative's balance: 404
+    other = await make_supply(session, region_code="640502")
+    problem(
+        await client.get(
+            f"/organisations/{shop_.supply.cooperative.id}/balance", headers=bearer(other.token)
+        ),
+        404,
+        "not_found",
+    )
+    # buyers and cooperatives cannot act as the platform
+    for token in (shop_.token, shop_.supply.token):
+        for method, url in (
+            ("POST", f"/platform/payments/{payment.id}/refunds"),
+            ("POST", "/platform/payout-batches"),
+            ("GET", "/platform/statement-lines"),
+            ("GET", "/platform/ledger"),
+        ):
+            response = await client.request(
+                method,
+                url,
+                headers=bearer(token) | key(),
+                json={"amount_fen": 100, "reason": "x"} if "refunds" in url else None,
+            )
+            problem(response, 403, "platform_only")
+    ledger_read = await client.get("/platform/ledger", headers=bearer(shop_.platform))
+    assert ledger_read.status_code == 200 and ledger_read.json()["total_fen"] == 0
+    # card payments need Stripe, which is not configured here: the field is named
+    other_order = await order(client, shop_)
+    card = await client.post(
+        orders_url(shop_.buyer, other_order["id"], "payments"),
+        headers=bearer(shop_.token) | key(),
+        json={"method": "card"},
+    )
+    assert problem(card, 422, "invalid")["errors"][0]["field"] == "method"
+    # a paid order cannot be paid again
+    again = await client.post(
+        orders_url(shop_.buyer, placed["id"], "payments"),
+        headers=bearer(shop_.token) | key(),
+        json={"method": "bank_transfer"},
+    )
+    assert problem(again, 409, "order_not_payable")["current_status"] == "paid"
+
+
+async def test_money_that_arrives_after_the_order_expired_goes_back(client, session):
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    payment = await pay_by_transfer(client, shop_, placed)
+    await session.execute(
+        update(Order)
+        .where(Order.id == uuid.UUID(placed["id"]))
+        .values(payment_due_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+    )
+    code = payment["transfer_instructions"]["reference_code"]
+    imported = await import_csv(client, shop_, statement((placed["total_fen"], code, "LATE1")))
+    assert imported.status_code == 201, imported.text
+    order_row = await session.get(Order, uuid.UUID(placed["id"]), populate_existing=True)
+    assert order_row is not None and order_row.status == "expired"
+    await work(session)
+    refund = await session.scalar(select(Refund))
+    assert refund is not None and refund.kind == "late_payment"
+    assert refund.amount_fen == placed["total_fen"] and refund.status == "succeeded"
