@@ -739,7 +739,8 @@ async def test_the_database_refuses_an_unbalanced_or_edited_ledger(session):
             )
             await session.execute(
                 text(
-                    "INSERT INTO ledger_entry (transaction_id, account_id, amount_fen) VALUES (:t, :a, 5)"
+                    "INSERT INTO ledger_entry (transaction_id, account_id, amount_fen) "
+                    "VALUES (:t, :a, 5)"
                 ),
                 {"t": tx, "a": escrow},
             )
