@@ -83,6 +83,7 @@ def build_payments(settings: Settings) -> dict[str, PaymentProviderProtocol]:
             else None,
             api_base=settings.stripe_api_base,
             method_types=tuple(settings.stripe_method_types),
+            localstripe_compat=settings.stripe_localstripe_compat,
         )
     return providers
 

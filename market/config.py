@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     stripe_api_base: str | None = Field(
         default=None, description="Override of the Stripe API address (tests, proxies)."
     )
+    stripe_localstripe_compat: bool = Field(
+        default=False,
+        description="Speak what localstripe (a Stripe stand-in for tests) understands: "
+        "payment_method_types instead of allowed_payment_method_types, no description.",
+    )
     stripe_method_types: list[str] = Field(
         default=["card", "alipay", "wechat_pay"],
         description="Payment method types offered through Stripe (card, alipay, wechat_pay).",

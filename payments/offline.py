@@ -46,20 +46,28 @@ BODY_LENGTH = 10  # 50 bits of a hash of the payment id
 CHECK_LENGTH = 2
 CODE_LENGTH = len(PREFIX) + BODY_LENGTH + CHECK_LENGTH
 
-_VALUE = {char: index for index, char in enumerate(ALPHABET)}
-# What people type instead (Crockford's decoding rules).
-_VALUE.update({"O": 0, "I": 1, "L": 1})
+_ALPHABET_SET = frozenset(ALPHABET)
+# Crockford's digits as the digits Python's int(..., 32) reads.
+_AS_BASE32 = str.maketrans(ALPHABET, "0123456789ABCDEFGHIJKLMNOPQRSTUV")
+# What people type instead (Crockford's decoding rules), read as the digit they stand for.
+_LOOK_ALIKES = str.maketrans("OIL", "011")
 # Separators people put inside a code: spaces, hyphens and dashes, underscores.
-_SEPARATORS = frozenset(" \t-_\u2010\u2011\u2012\u2013\u2014\u2015\u2212")
+_SEPARATOR = r"[\s\-_\u2010-\u2015\u2212]"
+_CODE_CHAR = "[0-9A-TV-Z]"  # the alphabet and its look-alikes: every letter but U
+_CODE_PATTERN = (
+    f"{_SEPARATOR}*".join(PREFIX) + f"(?:{_SEPARATOR}*{_CODE_CHAR}){{{BODY_LENGTH + CHECK_LENGTH}}}"
+)
+# A lookahead, so that candidates may overlap: a wrong code must not hide a right one.
+_CANDIDATES = re.compile(f"(?=({_CODE_PATTERN}))")
+_WHOLE_CODE = re.compile(f"{_SEPARATOR}*{_CODE_PATTERN}{_SEPARATOR}*")
+_SEPARATORS = re.compile(_SEPARATOR)
 
 
 def _check_value(body: str) -> int:
     """ISO 7064 MOD 97-10 in radix 32: the code read as one base-32 number, check characters
     included, leaves 1 modulo 97. As 97 is prime and larger than 32, every single-character
     substitution and every swap of two adjacent characters changes that remainder."""
-    number = 0
-    for char in body:
-        number = number * 32 + _VALUE[char]
+    number = int(body.translate(_AS_BASE32), 32)
     return 98 - (number * 32 * 32) % 97
 
 
@@ -68,8 +76,10 @@ def _encode_check(value: int) -> str:
 
 
 def reference_code(payment_id: uuid.UUID) -> str:
-    """The code a buyer quotes in the transfer memo, e.g. NSQ7K3M9P2Q8R4D; the same payment
-    always gets the same code, so it can be shown again without being stored."""
+    """The code a buyer quotes in the transfer memo, e.g. NSQ1TNBC4E93G1J; the same payment
+    always gets the same code, so it can be shown again without being stored. 50 bits of a
+    hash are short enough to type but not unique by construction (about one chance in 2,000
+    of any clash among a million payments): store it under a unique index."""
     digest = hashlib.sha256(b"agribridge-transfer-reference:" + payment_id.bytes).digest()
     bits = int.from_bytes(digest[:8], "big") >> (64 - 5 * BODY_LENGTH)
     body = "".join(ALPHABET[(bits >> (5 * (BODY_LENGTH - 1 - i))) & 31] for i in range(BODY_LENGTH))
@@ -79,10 +89,10 @@ def reference_code(payment_id: uuid.UUID) -> str:
 def _is_valid_canonical(code: str) -> bool:
     if len(code) != CODE_LENGTH or not code.startswith(PREFIX):
         return False
-    body, check = code[len(PREFIX) : -CHECK_LENGTH], code[-CHECK_LENGTH:]
-    if any(char not in ALPHABET for char in code[len(PREFIX) :]):
+    rest = code[len(PREFIX) :]
+    if not _ALPHABET_SET.issuperset(rest):
         return False
-    return check == _encode_check(_check_value(body))
+    return rest[-CHECK_LENGTH:] == _encode_check(_check_value(rest[:-CHECK_LENGTH]))
 
 
 def _normalise(text: str) -> str:
@@ -90,49 +100,26 @@ def _normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text).upper()
 
 
-def _read_code_at(text: str, start: int) -> str | None:
-    """The canonical code spelled from `start` on (separators skipped, Crockford's look-alikes
-    read as digits), or None when the characters there cannot form one."""
-    chars: list[str] = []
-    position = start
-    while position < len(text) and len(chars) < CODE_LENGTH:
-        char = text[position]
-        position += 1
-        if char in _SEPARATORS and chars:
-            continue
-        if len(chars) < len(PREFIX):
-            if char != PREFIX[len(chars)]:
-                return None
-            chars.append(char)
-        elif char in _VALUE:
-            chars.append(ALPHABET[_VALUE[char]])
-        else:
-            return None
-    return "".join(chars) if len(chars) == CODE_LENGTH else None
+def _canonical(spelled: str) -> str:
+    return _SEPARATORS.sub("", spelled).translate(_LOOK_ALIKES)
 
 
 def is_valid_reference(code: str) -> bool:
     """Whether `code` is one whole reference code with a correct checksum. Case, spaces and
     hyphens inside it, and Crockford's look-alikes (O for 0, I or L for 1) are tolerated."""
-    compact = "".join(char for char in _normalise(code) if char not in _SEPARATORS)
-    if len(compact) != CODE_LENGTH:
-        return False
-    canonical = _read_code_at(compact, 0)
-    return canonical is not None and _is_valid_canonical(canonical)
+    text = _normalise(code)
+    return _WHOLE_CODE.fullmatch(text) is not None and _is_valid_canonical(_canonical(text))
 
 
 def find_reference(memo: str) -> str | None:
     """The first valid reference code anywhere in a free-text transfer memo, in canonical form
-    (e.g. "货款 nsq-7k3m-9p2q-8r4d 谢谢" → "NSQ7K3M9P2Q8R4D"); None when there is none. A code
+    (e.g. "货款 nsq-1tnb-c4e9-3g1j 谢谢" → "NSQ1TNBC4E93G1J"); None when there is none. A code
     whose checksum does not match is not found, so a mistyped code is never matched to
     someone else's payment."""
-    text = _normalise(memo)
-    start = text.find("N")
-    while start != -1:
-        candidate = _read_code_at(text, start)
-        if candidate is not None and _is_valid_canonical(candidate):
+    for match in _CANDIDATES.finditer(_normalise(memo)):
+        candidate = _canonical(match.group(1))
+        if _is_valid_canonical(candidate):
             return candidate
-        start = text.find("N", start + 1)
     return None
 
 

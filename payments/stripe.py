@@ -1,9 +1,10 @@
 """Stripe PaymentIntents through the official library's StripeClient, with its async calls.
 
 Every Stripe exception is turned into one of payments.base's errors here, so callers never
-see the library's own. The tests run against localstripe; where it differs from Stripe the
-code reads Stripe's field first and falls back to what localstripe gives (see
-`_amount_captured`)."""
+see the library's own. The tests run against localstripe: requests take the shape it
+understands under `localstripe_compat`, and where its answers lack a field Stripe has, the
+code reads Stripe's field first and falls back to what localstripe gives (`_amount_captured`,
+`list_refunds`)."""
 
 from __future__ import annotations
 
