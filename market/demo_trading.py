@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from market import demo_money
 from market.db import utcnow
 from market.listings.models import Listing
 from market.orders import service as orders_service
@@ -69,6 +70,7 @@ async def load(session: AsyncSession, *, advance: Callable[[str], None] = lambda
     negotiable = [x for x in listings if x.sale_mode == "negotiable"]
     auctions = [x for x in listings if x.sale_mode == "auction"]
 
+    placed = []
     for n, state in enumerate(ORDER_STATES):
         buyer = buyers[n % len(buyers)]
         listing = fixed[n % len(fixed)]
@@ -83,8 +85,21 @@ async def load(session: AsyncSession, *, advance: Callable[[str], None] = lambda
             },
             terms=TERMS,
         )
+        placed.append((order, state, buyer))
+    # buyers pay by bank transfer; the platform imports the day's statement
+    paying = [
+        o for o, state, _ in placed if state not in ("pending_payment", "expired", "cancelled")
+    ]
+    transfers = [await demo_money.open_transfer(session, o) for o in paying]
+    waiting = [
+        await demo_money.open_transfer(session, o) for o, s, _ in placed if s == "pending_payment"
+    ]
+    names = {b.id: b.name_zh for b in buyers}
+    await demo_money.receive_transfers(session, transfers, waiting, names)
+    for order, state, buyer in placed:
         await _bring_to(session, order, state, buyer)
-    advance("orders in every state")
+    await demo_money.settle_and_schedule(session)
+    advance("orders in every state, paid by bank transfer, settled and scheduled for payout")
 
     for n, listing in enumerate(negotiable):
         asks = [
@@ -167,8 +182,7 @@ async def _bring_to(session: AsyncSession, order: Any, state: str, buyer: Organi
             session, order_id=order.id, buyer_id=buyer.id, reason="采购计划调整"
         )
         return
-    await orders_service.mark_paid(session, order_id=order.id, reference=f"DEMO-{order.id.hex[:8]}")
-    if state == "paid":
+    if state == "paid":  # paid by the imported statement
         return
     [fulfilment] = await orders_service.fulfilments_of(session, [order.id])
     await orders_service.pack(

@@ -58,3 +58,23 @@ async def test_demo_loads_the_baiyin_scenario(client, session, settings):
     closes_in = auction.auction_closes_at - dt.datetime.now(dt.UTC)
     assert dt.timedelta(minutes=1) < closes_in <= dt.timedelta(minutes=5)
     assert sum(1 for b in bids if b.kind == "auction") == 4
+
+    # money: the paid orders were paid by one imported statement; what is delivered is
+    # settled; a payout batch is scheduled; two lines wait for review; the books balance
+    from market.money import ledger
+    from market.money.models import Payment, PayoutBatch, Settlement, StatementLine
+
+    paid_orders = {
+        o.id for o in (await session.scalars(select(Order))).all() if o.status != "pending_payment"
+    }
+    payments = (await session.scalars(select(Payment))).all()
+    assert {p.status for p in payments} == {"pending", "succeeded"}
+    assert all(p.order_id in paid_orders for p in payments if p.status == "succeeded")
+    review = (
+        await session.scalars(select(StatementLine).where(StatementLine.review == "open"))
+    ).all()
+    assert sorted(line.outcome for line in review) == ["underpaid", "unmatched"]
+    assert (await session.scalars(select(Settlement))).first() is not None
+    [batch] = (await session.scalars(select(PayoutBatch))).all()
+    assert batch.status == "scheduled" and batch.total_fen > 0
+    assert sum(row[4] for row in await ledger.trial_balance(session)) == 0
