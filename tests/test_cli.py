@@ -162,3 +162,74 @@ def test_search_check_and_reindex(env, db_url, clean_db):
     parked = runner.invoke(app, ["search", "parked"])
     assert parked.exit_code == 0 and "0 parked" in parked.output
     assert len(ids) == 3
+
+
+def test_payments_import_statement_reconcile_and_ledger(env, db_url, clean_db, tmp_path):
+    from market.db import create_engine, create_sessionmaker
+    from market.money import service as money_service
+    from market.orders import service as orders_service
+    from payments.offline import BankAccount, OfflineBankTransfer
+    from tests.factories import member_with_token
+    from tests.factories_listings import make_listing, make_supply
+    from tests.test_orders import ADDRESS
+
+    async def seed() -> tuple[str, int]:
+        engine = create_engine(db_url, pool_size=1)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                supply = await make_supply(session)
+                listing = await make_listing(session, supply)
+                _, buyer, _ = await member_with_token(session, kind="buyer", region_code="110105")
+                order = await orders_service.place_order(
+                    session,
+                    buyer=buyer,
+                    user_id=None,
+                    data={"lines": [{"listing_id": listing.id, "quantity": 10}], **ADDRESS},
+                    terms=orders_service.Terms(300, 30, 2),
+                )
+                payment = await money_service.start_payment(
+                    session,
+                    providers={"offline": OfflineBankTransfer(BankAccount("a", "1", "b"))},
+                    order_id=order.id,
+                    buyer_id=buyer.id,
+                    method="bank_transfer",
+                )
+                assert payment.reference_code is not None
+                return payment.reference_code, order.total_fen
+        finally:
+            await engine.dispose()
+
+    code, total = asyncio.run(seed())
+    statement = tmp_path / "对账单.csv"
+    statement.write_text(
+        "交易日期,金额,附言,付款人,付款账号,流水号\n"
+        f"2026-11-30,{total // 100}.{total % 100:02d},货款{code},北京新发地商贸,6222,CLI1\n"
+        "2026-11-30,88.00,无附言,某人,6223,CLI2\n",
+        encoding="gbk",
+    )
+    wrong = runner.invoke(app, ["payments", "import-statement", str(statement)])
+    assert wrong.exit_code == 1, wrong.output
+    assert "--encoding gbk" in wrong.output
+    imported = runner.invoke(
+        app, ["payments", "import-statement", str(statement), "--encoding", "gbk"]
+    )
+    assert imported.exit_code == 0, imported.output
+    assert "2 lines, 2 new: 1 matched, 0 underpaid, 0 overpaid, 1 unmatched" in imported.output
+    again = runner.invoke(
+        app, ["payments", "import-statement", str(statement), "--encoding", "gbk"]
+    )
+    assert again.exit_code == 0 and "2 lines, 0 new" in again.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("交易日期,金额,附言,流水号\n2026-11-30,1.234,x,B1\n", encoding="utf-8")
+    refused = runner.invoke(app, ["payments", "import-statement", str(bad)])
+    assert refused.exit_code == 2, refused.output
+    assert "line 2" in refused.output
+    assert _query(db_url, text('SELECT status FROM "order"'))[0][0] == "paid"
+    reconciled = runner.invoke(app, ["payments", "reconcile"])
+    assert reconciled.exit_code == 0, reconciled.output
+    assert "settled: 0" in reconciled.output
+    books = runner.invoke(app, ["payments", "ledger"])
+    assert books.exit_code == 0, books.output
+    assert "买家托管资金" in books.output
+    assert f"-{total // 100:,}.{total % 100:02d}" in books.output
+    assert books.output.strip().splitlines()[-1].endswith("0.00")
