@@ -855,3 +855,49 @@ async def test_money_that_arrives_after_the_order_expired_goes_back(client, sess
     refund = await session.scalar(select(Refund))
     assert refund is not None and refund.kind == "late_payment"
     assert refund.amount_fen == placed["total_fen"] and refund.status == "succeeded"
+
+
+async def test_every_transfer_beyond_what_is_due_goes_back_and_a_part_paid_order_keeps_its_method(
+    client, session
+):
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    payment = await pay_by_transfer(client, shop_, placed)
+    code = payment["transfer_instructions"]["reference_code"]
+    # half now: the rest is still owed, and switching to another method is refused
+    half = placed["total_fen"] // 2
+    await import_csv(client, shop_, statement((half, code, "H1")))
+    [read] = (
+        await client.get(
+            orders_url(shop_.buyer, placed["id"], "payments"), headers=bearer(shop_.token)
+        )
+    ).json()
+    assert read["status"] == "pending" and read["captured_fen"] == half
+    assert read["transfer_instructions"]["amount_fen"] == placed["total_fen"] - half
+    from market.money.service import METHOD_PROVIDER
+
+    assert METHOD_PROVIDER["card"] == "stripe"
+    # the rest, then the same amount again by mistake, then once more
+    await import_csv(
+        client,
+        shop_,
+        statement(
+            (placed["total_fen"] - half, code, "H2"),
+            (700, code, "H3"),
+        ),
+    )
+    await work(session)
+    await import_csv(client, shop_, statement((300, code, "H4")))
+    await work(session)
+    refunds = list(await session.scalars(select(Refund).order_by(Refund.created_at)))
+    assert [(r.kind, r.amount_fen, r.status) for r in refunds] == [
+        ("overpayment", 700, "succeeded"),
+        ("overpayment", 300, "succeeded"),
+    ]
+    lines = list(
+        await session.scalars(select(StatementLine).order_by(StatementLine.transaction_id))
+    )
+    assert [line.outcome for line in lines] == ["underpaid", "matched", "overpaid", "overpaid"]
+    assert [line.review for line in lines] == ["resolved", "none", "open", "open"]
+    totals = await balances(session)
+    assert totals["buyer_escrow"] == -placed["total_fen"] and sum(totals.values()) == 0

@@ -707,3 +707,28 @@ async def test_localstripe_webhooks_reach_the_running_app_and_pay_the_order(
             "succeeded",
             placed["total_fen"],
         )
+
+
+async def test_switching_method_cancels_the_pending_one_unless_money_has_arrived(
+    card_client, session, providers
+):
+    from tests.test_money import import_csv, pay_by_transfer, statement
+
+    client = card_client
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    card = await card_payment(client, shop_, placed)
+    intent = await intent_of(session, card["id"])
+    bank = await pay_by_transfer(client, shop_, placed)  # changed her mind: the intent is voided
+    assert (await providers["stripe"].retrieve_payment(intent)).status.value == "cancelled"
+    stored = await session.get(Payment, uuid.UUID(card["id"]), populate_existing=True)
+    assert stored is not None and stored.status == "cancelled"
+    code = bank["transfer_instructions"]["reference_code"]
+    await import_csv(client, shop_, statement((1000, code, "PART1")))
+    refused = await client.post(
+        orders_url(shop_.buyer, placed["id"], "payments"),
+        headers=bearer(shop_.token) | key(),
+        json={"method": "card"},
+    )
+    assert problem(refused, 409, "partly_paid")["current_status"] == "pending"
+    assert code in refused.json()["detail"]

@@ -124,13 +124,6 @@ class Refund(IdMixin, CreatedAtMixin, Base):
             unique=True,
             postgresql_where=text("kind = 'declined_part'"),
         ),
-        Index(
-            "uq_refund_once_per_payment",
-            "payment_id",
-            "kind",
-            unique=True,
-            postgresql_where=text("kind IN ('cancellation', 'overpayment', 'late_payment')"),
-        ),
         Index("ix_refund_pending", "updated_at", postgresql_where=text("status = 'pending'")),
     )
 

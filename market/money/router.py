@@ -21,7 +21,7 @@ from market.deps import (
     SettingsDep,
     idempotent,
 )
-from market.errors import Invalid, MarketError
+from market.errors import Invalid, MarketError, NotFound
 from market.idempotency.service import Claim
 from market.money import ledger, service, statements
 from market.money.models import Payment, Payout, PayoutBatch
@@ -531,7 +531,7 @@ async def stripe_webhook(
 ) -> WebhookAck:
     provider = providers.get("stripe")
     if provider is None:
-        raise MarketError("Stripe is not configured here.", code="not_configured")
+        raise NotFound("Stripe is not configured here.", code="not_configured")
     payload = await request.body()
     try:
         _, new = await service.receive_webhook(

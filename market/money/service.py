@@ -198,6 +198,17 @@ async def start_payment(
             "(bank_transfer).",
         )
     provider = providers[provider_name]
+    if method not in provider.capture_methods:
+        raise Invalid.field(
+            "method",
+            f"{METHOD_WORDS[method]} is not enabled on this platform; choose one of: "
+            + ", ".join(
+                m
+                for m, p in METHOD_PROVIDER.items()
+                if p in providers and (m in providers[p].capture_methods)
+            )
+            + ".",
+        )
     fulfilments = await orders_service.fulfilments_of(session, [order.id])
     amount = collectable_fen(order, fulfilments)
     if amount > provider.max_amount:
@@ -217,6 +228,15 @@ async def start_payment(
             )
         if live.method == method and live.amount_fen == amount:
             return live  # the buyer opened the payment page again
+        if live.captured_fen > 0:
+            raise Conflict(
+                f"{notifications_service.yuan(live.captured_fen)} of this order has arrived by "
+                f"bank transfer; transfer the remaining "
+                f"{notifications_service.yuan(live.amount_fen - live.captured_fen)} quoting "
+                f"{live.reference_code}.",
+                code="partly_paid",
+                current_status=live.status,
+            )
         await _cancel_at_provider(session, providers, live, why="replaced by another payment")
     payment = Payment(
         id=uuid.uuid4(),
@@ -324,8 +344,8 @@ async def sync_payment(session: AsyncSession, payment: Payment, remote: Provider
         payment.captured_fen = remote.amount_captured
         payment.captured_at = payment.captured_at or utcnow()
     seen = remote.status.value
-    if seen == PaymentStatus.cancelled and payment.captured_fen > 0:
-        seen = "succeeded"  # a partly captured intent ends "succeeded" here, whatever it says
+    if seen == "cancelled" and payment.captured_fen > 0:
+        seen = payment.status  # money was taken: it is refunded, never "cancelled" away
     if states.payment_moves(payment.status, seen):
         payment.status = seen
         if seen == "requires_capture":
@@ -754,7 +774,13 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
         ):
             created += 1
 
-    # money still held for an order that will never be delivered
+    # money still held for an order that will never be delivered (once: a refund the
+    # provider refused is left to a platform user, not retried every round)
+    refused_before = exists().where(
+        Refund.payment_id == Payment.id,
+        Refund.kind.in_(("cancellation", "late_payment")),
+        Refund.status == "failed",
+    )
     dead = list(
         await session.execute(
             select(Payment.id, Order.status)
@@ -762,13 +788,14 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
             .where(
                 Order.status.in_(("cancelled", "expired")),
                 Payment.captured_fen > Payment.refunded_fen,
+                ~refused_before,
             )
             .limit(limit)
         )
     )
     for payment_id, order_status in dead:
         payment = await get_payment(session, payment_id=payment_id, lock=True)
-        amount = payment.captured_fen - payment.refunded_fen
+        amount = payment.captured_fen - payment.refunded_fen  # under the lock: never twice
         kind = "cancellation" if order_status == "cancelled" else "late_payment"
         if amount > 0 and await _try_refund(
             session, payment=payment, amount=amount, kind=kind, reason=f"order {order_status}"
@@ -809,15 +836,26 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
         ):
             created += 1
 
-    # a bank transfer of more than was due
+    # bank transfers of more than was due (a second transfer adds to the excess)
+    returned = (
+        select(func.coalesce(func.sum(Refund.amount_fen), 0))
+        .where(
+            Refund.payment_id == Payment.id,
+            Refund.kind == "overpayment",
+            Refund.status != "failed",
+        )
+        .scalar_subquery()
+    )
     over = list(
         await session.scalars(
             select(Payment.id)
             .where(
                 Payment.status == "succeeded",
-                Payment.captured_fen > Payment.amount_fen,
+                Payment.captured_fen > Payment.amount_fen + returned,
                 ~exists().where(
-                    and_(Refund.payment_id == Payment.id, Refund.kind == "overpayment")
+                    Refund.payment_id == Payment.id,
+                    Refund.kind == "overpayment",
+                    Refund.status == "failed",
                 ),
             )
             .limit(limit)
@@ -825,8 +863,19 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
     )
     for payment_id in over:
         payment = await get_payment(session, payment_id=payment_id, lock=True)
+        already = int(
+            await session.scalar(
+                select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+                    Refund.payment_id == payment.id,
+                    Refund.kind == "overpayment",
+                    Refund.status != "failed",
+                )
+            )
+            or 0
+        )
         amount = min(
-            payment.captured_fen - payment.amount_fen, payment.captured_fen - payment.refunded_fen
+            payment.captured_fen - payment.amount_fen - already,
+            payment.captured_fen - payment.refunded_fen,
         )
         if amount > 0 and await _try_refund(
             session, payment=payment, amount=amount, kind="overpayment", reason="paid more than due"

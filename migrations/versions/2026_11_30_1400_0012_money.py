@@ -519,13 +519,6 @@ def upgrade() -> None:
         postgresql_where=sa.text("kind = 'declined_part'"),
     )
     op.create_index("uq_refund_dispute", "refund", ["dispute_id"], unique=True)
-    op.create_index(
-        "uq_refund_once_per_payment",
-        "refund",
-        ["payment_id", "kind"],
-        unique=True,
-        postgresql_where=sa.text("kind IN ('cancellation', 'overpayment', 'late_payment')"),
-    )
     op.create_table(
         "ledger_transaction",
         sa.Column("kind", sa.String(length=24), nullable=False),
@@ -629,11 +622,6 @@ def downgrade() -> None:
     op.drop_index("ix_ledger_transaction_order", table_name="ledger_transaction")
     op.drop_index("ix_ledger_transaction_fulfilment", table_name="ledger_transaction")
     op.drop_table("ledger_transaction")
-    op.drop_index(
-        "uq_refund_once_per_payment",
-        table_name="refund",
-        postgresql_where=sa.text("kind IN ('cancellation', 'overpayment', 'late_payment')"),
-    )
     op.drop_index("uq_refund_dispute", table_name="refund")
     op.drop_index(
         "uq_refund_declined_part",
