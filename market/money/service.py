@@ -501,6 +501,22 @@ async def _settled(session: AsyncSession, fulfilment_id: uuid.UUID) -> bool:
     )
 
 
+async def _refund_source(
+    session: AsyncSession, settled_part: uuid.UUID | None, payment: Payment
+) -> uuid.UUID:
+    """Where a refund's money comes from: the cooperative's payable when its part was already
+    settled to it (a debt if it was paid out), else escrow."""
+    if settled_part is None:
+        return await ledger.account(session, "buyer_escrow", currency=payment.currency)
+    fulfilment = await orders_service.get_fulfilment(session, fulfilment_id=settled_part)
+    return await ledger.account(
+        session,
+        "cooperative_payable",
+        organisation_id=fulfilment.cooperative_id,
+        currency=payment.currency,
+    )
+
+
 async def request_refund(
     session: AsyncSession,
     *,
@@ -526,16 +542,7 @@ async def request_refund(
             refundable_fen=room,
         )
     from_payable = fulfilment_id is not None and await _settled(session, fulfilment_id)
-    if from_payable:
-        assert fulfilment_id is not None
-        fulfilment = await orders_service.get_fulfilment(session, fulfilment_id=fulfilment_id)
-        source = await ledger.account(
-            session,
-            "cooperative_payable",
-            organisation_id=fulfilment.cooperative_id,
-            currency=payment.currency,
-        )
-    else:
+    if not from_payable:
         held = await ledger.order_escrow(session, payment.order_id)
         if amount > held:
             raise Conflict(
@@ -545,7 +552,7 @@ async def request_refund(
                 code="escrow_short",
                 escrow_fen=held,
             )
-        source = await ledger.account(session, "buyer_escrow", currency=payment.currency)
+    source = await _refund_source(session, fulfilment_id if from_payable else None, payment)
     refund = Refund(
         id=uuid.uuid4(),
         payment_id=payment.id,
@@ -622,19 +629,9 @@ async def _refund_failed(session: AsyncSession, refund: Refund, payment: Payment
     refund.last_error = why
     refund.updated_at = utcnow()
     payment.refunded_fen -= refund.amount_fen
-    if refund.from_payable:
-        assert refund.fulfilment_id is not None
-        fulfilment = await orders_service.get_fulfilment(
-            session, fulfilment_id=refund.fulfilment_id
-        )
-        source = await ledger.account(
-            session,
-            "cooperative_payable",
-            organisation_id=fulfilment.cooperative_id,
-            currency=payment.currency,
-        )
-    else:
-        source = await ledger.account(session, "buyer_escrow", currency=payment.currency)
+    source = await _refund_source(
+        session, refund.fulfilment_id if refund.from_payable else None, payment
+    )
     refunds_payable = await ledger.account(session, "refunds_payable", currency=payment.currency)
     await ledger.post(
         session,
