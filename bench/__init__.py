@@ -15,4 +15,5 @@ BENCHMARKS: dict[str, str] = {
     "search": "bench.search",
     "clearing": "bench.clearing",
     "trading": "bench.trading",
+    "statement": "bench.statement",
 }

@@ -110,11 +110,33 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
         help="trading: sealed bids of each auction cleared (default "
         f"{','.join(map(str, defaults.bids))})",
     )
+    parser.add_argument(
+        "--lines",
+        type=int,
+        default=defaults.statement_lines,
+        help=f"statement: lines per bank statement (default {defaults.statement_lines:,})",
+    )
+    parser.add_argument(
+        "--payments",
+        type=int,
+        default=defaults.payments,
+        help=f"statement: pending payments the lines pay (default {defaults.payments:,})",
+    )
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    for flag in ("requests", "users", "rounds", "lots", "records", "connections", "listings"):
+    for flag in (
+        "requests",
+        "users",
+        "rounds",
+        "lots",
+        "records",
+        "connections",
+        "listings",
+        "lines",
+        "payments",
+    ):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1")
     if args.buyers < 1:
@@ -133,6 +155,8 @@ def parse(argv: list[str]) -> tuple[list[str], Options]:
         listings=args.listings,
         buyers=args.buyers,
         bids=args.bids,
+        statement_lines=args.lines,
+        payments=args.payments,
     )
     return args.names or list(BENCHMARKS), options
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.db import utcnow
@@ -28,6 +28,31 @@ from payments.offline import StatementLine as ReadLine
 
 BATCH = 1000
 MAX_REPORTED_ERRORS = 20
+
+
+_COLUMNS = {
+    "id": "uuid",
+    "import_id": "uuid",
+    "line_number": "int",
+    "transaction_id": "text",
+    "booked_on": "date",
+    "amount_fen": "bigint",
+    "currency": "text",
+    "memo": "text",
+    "payer_name": "text",
+    "payer_account": "text",
+    "reference_code": "text",
+    "payment_id": "uuid",
+    "outcome": "text",
+    "review": "text",
+}
+# one statement per batch, whatever mix of empty columns the lines have (an ORM bulk insert
+# splits a batch wherever the set of NULL columns changes)
+_INSERT_LINES = text(  # built from the constant column list above, never from input
+    f"INSERT INTO statement_line ({', '.join(_COLUMNS)}) SELECT * FROM unnest("  # noqa: S608
+    + ", ".join(f"CAST(:{column} AS {kind}[])" for column, kind in _COLUMNS.items())
+    + ")"
+)
 
 
 @dataclass
@@ -162,7 +187,9 @@ async def _import_batch(
             }
         )
     counts["new_count"] += len(rows)
-    await session.execute(insert(StatementLine), rows)
+    await session.execute(
+        _INSERT_LINES, {column: [row[column] for row in rows] for column in _COLUMNS}
+    )
     for line_id, line, payment in applied:
         await _receive(session, payment, line_id, line.amount, line.transaction_id)
 
@@ -192,7 +219,8 @@ async def _receive(
     if payment.status == "pending" and payment.captured_fen >= payment.amount_fen:
         payment.status = "succeeded"
         payment.captured_at = utcnow()
-        await _close_reviews(session, payment, "paid in full by a later transfer", None)
+        if payment.captured_fen > amount:  # earlier transfers fell short: their reviews close
+            await _close_reviews(session, payment, "paid in full by a later transfer", None)
     payment.updated_at = utcnow()
     await session.flush()
     await money_service.order_follows(session, payment)
