@@ -901,3 +901,44 @@ async def test_every_transfer_beyond_what_is_due_goes_back_and_a_part_paid_order
     assert [line.review for line in lines] == ["resolved", "none", "open", "open"]
     totals = await balances(session)
     assert totals["buyer_escrow"] == -placed["total_fen"] and sum(totals.values()) == 0
+
+
+async def test_payment_reads_for_buyers_and_operators(client, session):
+    shop_ = await shop(session)
+    first = await paid_order(client, shop_)
+    second = await order(client, shop_)
+    pending = await pay_by_transfer(client, shop_, second)
+    page = await client.get(
+        f"/organisations/{shop_.buyer.id}/payments",
+        params={"limit": 1},
+        headers=bearer(shop_.token),
+    )
+    assert page.status_code == 200, page.text
+    assert [p["id"] for p in page.json()["items"]] == [pending["id"]]  # newest first
+    rest = await client.get(
+        f"/organisations/{shop_.buyer.id}/payments",
+        params={"limit": 1, "cursor": page.json()["next_cursor"]},
+        headers=bearer(shop_.token),
+    )
+    [paid] = rest.json()["items"]
+    assert paid["order_id"] == first["id"] and paid["status"] == "succeeded"
+    assert rest.json()["next_cursor"] is None
+    too_many = await client.get(
+        f"/organisations/{shop_.buyer.id}/payments",
+        params={"limit": 10_000},
+        headers=bearer(shop_.token),
+    )
+    assert too_many.status_code == 422
+    seen = await client.get(f"/platform/payments/{paid['id']}", headers=bearer(shop_.platform))
+    assert seen.status_code == 200 and seen.json()["captured_fen"] == first["total_fen"]
+    problem(
+        await client.get(f"/platform/payments/{uuid.uuid4()}", headers=bearer(shop_.platform)),
+        404,
+        "not_found",
+    )
+    # the OpenAPI document shows how to pay and how to import a statement
+    spec = (await client.get("/openapi.json")).json()
+    pay = spec["paths"]["/organisations/{organisation_id}/orders/{order_id}/payments"]["post"]
+    assert "Idempotency-Key" in pay["description"]
+    statement_body = spec["paths"]["/platform/statements"]["post"]["requestBody"]["content"]
+    assert "交易日期" in statement_body["text/csv"]["example"]
