@@ -488,6 +488,110 @@ async def reserve(
     )
 
 
+# Several reservations of one listing in one statement: the listing row moves once by their
+# sum, and each gets its own `reserve` movement, in the given order, with the availability
+# that followed it (as if they had been reserved one after another).
+_RESERVE_MANY = """
+WITH moved AS (
+    UPDATE listing
+       SET quantity_available = quantity_available + :d_available,
+           quantity_reserved = quantity_reserved - :d_available,
+           status = {settle},
+           updated_at = now()
+     WHERE id = :listing_id AND status = 'active' {open_now}
+ RETURNING id, quantity_listed, quantity_available, quantity_reserved, quantity_sold, status
+), wanted AS (
+    SELECT w.quantity, w.reason, w.reference, w.user_id, w.ord,
+           sum(w.quantity) OVER (ORDER BY w.ord) AS taken
+      FROM unnest(CAST(:quantities AS bigint[]), CAST(:reasons AS text[]),
+                  CAST(:references AS text[]), CAST(:user_ids AS uuid[]))
+           WITH ORDINALITY AS w(quantity, reason, reference, user_id, ord)
+), movement AS (
+    INSERT INTO stock_movement
+           (listing_id, kind, quantity, available_after, reason, reference, created_by_id)
+    SELECT moved.id, 'reserve', -wanted.quantity,
+           moved.quantity_available - :d_available - wanted.taken,
+           wanted.reason, wanted.reference, wanted.user_id
+      FROM moved, wanted
+     ORDER BY wanted.ord
+ RETURNING id
+)
+SELECT moved.*, (SELECT max(id) FROM movement) AS movement_id FROM moved
+"""
+RESERVE_MANY_SQL = text(_RESERVE_MANY.format(settle=_SETTLE, open_now=""))
+RESERVE_MANY_OPEN_NOW_SQL = text(_RESERVE_MANY.format(settle=_SETTLE, open_now=_OPEN_NOW))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """One of several reservations of a listing made at once (see `reserve_many`)."""
+
+    quantity: int
+    reason: str
+    reference: str | None = None
+    user_id: uuid.UUID | None = None
+
+
+async def reserve_many(
+    session: AsyncSession,
+    *,
+    listing_id: uuid.UUID,
+    reservations: Sequence[Reservation],
+    check_window: bool = True,
+) -> Stock:
+    """`reserve` for several reservations of one listing at once, all or none: the ledger gets
+    one `reserve` movement per reservation, in the given order, exactly as that many calls
+    of `reserve` would write them (each with the availability after it), and the listing
+    moves once by their sum. The same checks and refusals as `reserve`, for the sum; the
+    returned stock is the listing's after the last one."""
+    if not reservations:
+        raise ValueError("reserve_many needs at least one reservation")
+    for reservation in reservations:
+        _positive(reservation.quantity)
+    verified = await session.scalar(
+        select(Organisation.verification_status == "verified")
+        .join(Listing, Listing.cooperative_id == Organisation.id)
+        .where(Listing.id == listing_id)
+        .with_for_update(read=True, of=Organisation)
+    )
+    if verified is False:
+        raise Conflict(
+            "The cooperative of this listing is not verified by the platform at the moment; "
+            "its listings cannot be bought.",
+            code="cooperative_not_verified",
+        )
+    total = sum(r.quantity for r in reservations)
+    params = {
+        "listing_id": listing_id,
+        "d_available": -total,
+        "quantities": [r.quantity for r in reservations],
+        "reasons": [r.reason for r in reservations],
+        "references": [r.reference for r in reservations],
+        "user_ids": [r.user_id for r in reservations],
+    }
+    try:
+        async with session.begin_nested():
+            result = await session.execute(
+                RESERVE_MANY_OPEN_NOW_SQL if check_window else RESERVE_MANY_SQL, params
+            )
+            row = result.one_or_none()
+    except IntegrityError as exc:
+        raise await _stock_problem(
+            session, listing_id, "reserve", -total, _constraint(exc)
+        ) from None
+    if row is None:
+        raise await _refusal(session, listing_id, "reserve", ("active",))
+    return Stock(
+        listing_id=row.id,
+        listed=row.quantity_listed,
+        available=row.quantity_available,
+        reserved=row.quantity_reserved,
+        sold=row.quantity_sold,
+        status=row.status,
+        movement_id=row.movement_id,
+    )
+
+
 async def release(
     session: AsyncSession,
     *,

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
-from jinja2 import Environment, StrictUndefined, Template
-from sqlalchemy import func, select, update
+from jinja2 import Environment, StrictUndefined, Template, nodes
+from sqlalchemy import ARRAY, Uuid, any_, cast, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from market.accounts.models import User
 from market.db import utcnow
 from market.errors import NotFound
 from market.notifications.models import EmailOutbox, Notification
 from market.organisations import service as organisations_service
+from market.organisations.models import Membership
 from market.pagination import PageParams, paginate
 from market.templating import templates
 
@@ -145,6 +150,194 @@ async def notify(
         )
     await session.flush()
     return notification
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A notification to write with others at once (see `notify_many`): the arguments of
+    `notify`."""
+
+    organisation_id: uuid.UUID
+    kind: str
+    subject_type: str
+    subject_id: uuid.UUID
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Written:
+    """What the e-mail template sees of a notification written by `notify_many` (the fields
+    of the row, without the database defaults)."""
+
+    id: uuid.UUID
+    organisation_id: uuid.UUID
+    kind: str
+    title: str
+    body: str
+    subject_type: str
+    subject_id: uuid.UUID
+
+
+_NOTIFY_MANY = text("""
+INSERT INTO notification (id, organisation_id, kind, title, body, subject_type, subject_id)
+SELECT id, organisation_id, kind, title, body, subject_type, subject_id
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:organisation_ids AS uuid[]), CAST(:kinds AS text[]),
+              CAST(:titles AS text[]), CAST(:bodies AS text[]), CAST(:subject_types AS text[]),
+              CAST(:subject_ids AS uuid[]))
+       WITH ORDINALITY
+       AS n(id, organisation_id, kind, title, body, subject_type, subject_id, ord)
+ ORDER BY ord
+""")
+_EMAIL_MANY = text("""
+INSERT INTO email_outbox (notification_id, to_address, subject, body_text)
+SELECT notification_id, to_address, subject, body_text
+  FROM unnest(CAST(:notification_ids AS uuid[]), CAST(:to_addresses AS text[]),
+              CAST(:subjects AS text[]), CAST(:bodies AS text[]))
+       WITH ORDINALITY AS e(notification_id, to_address, subject, body_text, ord)
+ ORDER BY ord
+""")
+
+
+class _Renderer:
+    """Renders many contexts with one template. A template that is only text and `{{ name }}`
+    or `{{ name.attribute }}` (no filters, tests or statements), in an environment that
+    neither escapes nor finalises, is rendered by joining strings, as Jinja2 itself would
+    render it (tens of microseconds saved each, which add up over thousands of
+    notifications); any other template renders through Jinja2."""
+
+    def __init__(self, template: Template, source: str) -> None:
+        self.template = template
+        self.parts = _plain_parts(template, source)
+
+    def render(self, context: dict[str, Any]) -> str:
+        parts = self.parts
+        if parts is None:
+            return self.template.render(context)
+        pieces: list[str] = []
+        for text_, name, attribute in parts:
+            if name is None:
+                pieces.append(text_)
+            elif name not in context:
+                return self.template.render(context)  # its own error for what is missing
+            elif attribute is None:
+                pieces.append(str(context[name]))
+            else:
+                pieces.append(str(getattr(context[name], attribute)))
+        return "".join(pieces)
+
+
+def _plain_parts(
+    template: Template, source: str
+) -> list[tuple[str, str | None, str | None]] | None:
+    """(text, None, None) or ("", name, attribute or None) per piece of a plain template; None
+    when the template is not plain."""
+    environment = template.environment
+    autoescape = environment.autoescape
+    if callable(autoescape):
+        autoescape = autoescape(template.name)
+    if autoescape or environment.finalize is not None:
+        return None
+    parts: list[tuple[str, str | None, str | None]] = []
+    for node in environment.parse(source).body:
+        if not isinstance(node, nodes.Output):
+            return None
+        for child in node.nodes:
+            if isinstance(child, nodes.TemplateData):
+                parts.append((child.data, None, None))
+            elif isinstance(child, nodes.Name):
+                parts.append(("", child.name, None))
+            elif isinstance(child, nodes.Getattr) and isinstance(child.node, nodes.Name):
+                parts.append(("", child.node.name, child.attr))
+            else:
+                return None
+    return parts
+
+
+@lru_cache(maxsize=len(MESSAGES) + 1)
+def _renderers(kind: str) -> tuple[_Renderer, _Renderer]:
+    title, body = _compiled(kind)
+    title_source, body_source = MESSAGES[kind]
+    return _Renderer(title, title_source), _Renderer(body, body_source)
+
+
+@lru_cache(maxsize=1)
+def _email_renderer() -> _Renderer:
+    template = templates.get_template("email/notification.txt")
+    loader = template.environment.loader
+    assert loader is not None
+    source, _, _ = loader.get_source(template.environment, "email/notification.txt")
+    return _Renderer(template, source)
+
+
+async def notify_many(session: AsyncSession, drafts: Sequence[Draft]) -> list[uuid.UUID]:
+    """`notify` for many notifications at once, in a few statements: the same rows (one
+    notification per draft, in the given order, and the e-mail of each to every owner and
+    staff member of its organisation, rendered from the same templates). Returns their ids."""
+    if not drafts:
+        return []
+    rendered: list[tuple[str, str]] = []
+    for draft in drafts:
+        title_renderer, body_renderer = _renderers(draft.kind)
+        rendered.append((title_renderer.render(draft.context), body_renderer.render(draft.context)))
+    ids = [uuid.uuid4() for _ in drafts]
+    # the members of every organisation at once, in list_members' order
+    members: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)
+    rows = await session.execute(
+        select(Membership.organisation_id, User.email, User.display_name)
+        .join(User, User.id == Membership.user_id)
+        .where(
+            Membership.organisation_id
+            == any_(cast(list({d.organisation_id for d in drafts}), ARRAY(Uuid))),
+            Membership.role.in_(("owner", "staff")),
+        )
+        .order_by(Membership.organisation_id, Membership.created_at, User.email)
+    )
+    for organisation_id, email_address, display_name in rows:
+        members[organisation_id].append((email_address, display_name))
+    await session.execute(
+        _NOTIFY_MANY,
+        {
+            "ids": ids,
+            "organisation_ids": [d.organisation_id for d in drafts],
+            "kinds": [d.kind for d in drafts],
+            "titles": [title for title, _ in rendered],
+            "bodies": [body for _, body in rendered],
+            "subject_types": [d.subject_type for d in drafts],
+            "subject_ids": [d.subject_id for d in drafts],
+        },
+    )
+    email = _email_renderer()
+    outbox: dict[str, list[Any]] = {
+        "notification_ids": [],
+        "to_addresses": [],
+        "subjects": [],
+        "bodies": [],
+    }
+    for draft, notification_id, (title, body) in zip(drafts, ids, rendered, strict=True):
+        recipients = members.get(draft.organisation_id)
+        if not recipients:
+            continue
+        written = _Written(
+            notification_id,
+            draft.organisation_id,
+            draft.kind,
+            title,
+            body,
+            draft.subject_type,
+            draft.subject_id,
+        )
+        for email_address, display_name in recipients:
+            outbox["notification_ids"].append(notification_id)
+            outbox["to_addresses"].append(email_address)
+            outbox["subjects"].append(f"[农商桥] {title}")
+            outbox["bodies"].append(
+                email.render(
+                    {"name": display_name, "title": title, "body": body, "notification": written}
+                )
+            )
+    if outbox["notification_ids"]:
+        await session.execute(_EMAIL_MANY, outbox)
+    return ids
 
 
 async def list_notifications(

@@ -7,18 +7,19 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, NoReturn
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import CHINA, china_today
 from market.catalog import service as catalog_service
 from market.config import Settings
 from market.db import utcnow
-from market.errors import Conflict, Invalid, NotFound
+from market.errors import Conflict, Invalid, MarketError, NotFound
 from market.listings import service as listings_service
 from market.logistics import service as logistics_service
 from market.notifications import service as notifications_service
@@ -385,6 +386,305 @@ async def place_order(
             check_window=prices is None,
         )
     return order
+
+
+# ---------------------------------------------------------------- placing many at once
+
+
+@dataclass(frozen=True)
+class AgreedSale:
+    """One buyer's purchase of one listing at a price agreed beforehand (a cleared auction's
+    winning bid): what `place_order` gets as `buyer`, `user_id`, `data` and `prices` for a
+    one-line order."""
+
+    buyer_id: uuid.UUID
+    user_id: uuid.UUID | None
+    quantity: int
+    unit_price_fen: int
+    destination_code: str
+    address: str
+    contact_name: str
+    contact_phone: str
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    id: uuid.UUID
+    payment_due_at: dt.datetime
+
+
+_ORDERS_MANY = text("""
+INSERT INTO "order" (id, buyer_id, placed_by_id, status, source, destination_code, address,
+                     contact_name, contact_phone, note, fee_bps, payment_due_at, goods_fen,
+                     logistics_fen, fee_fen, total_fen)
+SELECT id, buyer_id, placed_by_id, 'pending_payment', CAST(:source AS text), destination_code,
+       address, contact_name, contact_phone, note, CAST(:fee_bps AS integer),
+       CAST(:payment_due_at AS timestamptz), goods_fen, logistics_fen, fee_fen, total_fen
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:buyer_ids AS uuid[]), CAST(:placed_by_ids AS uuid[]),
+              CAST(:destination_codes AS text[]), CAST(:addresses AS text[]),
+              CAST(:contact_names AS text[]), CAST(:contact_phones AS text[]),
+              CAST(:notes AS text[]), CAST(:goods AS bigint[]), CAST(:logistics AS bigint[]),
+              CAST(:fees AS bigint[]), CAST(:totals AS bigint[]))
+       WITH ORDINALITY AS o(id, buyer_id, placed_by_id, destination_code, address, contact_name,
+                            contact_phone, note, goods_fen, logistics_fen, fee_fen, total_fen,
+                            ord)
+ ORDER BY ord
+""")
+_FULFILMENTS_MANY = text("""
+INSERT INTO fulfilment (id, order_id, cooperative_id, status, goods_fen, logistics_fen,
+                        transit_days)
+SELECT id, order_id, CAST(:cooperative_id AS uuid), 'pending', goods_fen, logistics_fen,
+       transit_days
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:order_ids AS uuid[]), CAST(:goods AS bigint[]),
+              CAST(:logistics AS bigint[]), CAST(:transit_days AS integer[]))
+       WITH ORDINALITY AS f(id, order_id, goods_fen, logistics_fen, transit_days, ord)
+ ORDER BY ord
+""")
+_LINES_MANY = text("""
+INSERT INTO order_line (order_id, fulfilment_id, listing_id, lot_id, title_zh, quantity,
+                        unit_size, unit_price_fen, line_total_fen, poor_share_bp)
+SELECT order_id, fulfilment_id, CAST(:listing_id AS uuid), CAST(:lot_id AS uuid),
+       CAST(:title_zh AS text), quantity, CAST(:unit_size AS bigint), unit_price_fen,
+       quantity * unit_price_fen, CAST(:poor_share_bp AS integer)
+  FROM unnest(CAST(:order_ids AS uuid[]), CAST(:fulfilment_ids AS uuid[]),
+              CAST(:quantities AS bigint[]), CAST(:prices AS bigint[]))
+       WITH ORDINALITY AS l(order_id, fulfilment_id, quantity, unit_price_fen, ord)
+ ORDER BY ord
+""")
+
+
+async def place_agreed_orders(
+    session: AsyncSession,
+    *,
+    listing_id: uuid.UUID,
+    sales: Sequence[AgreedSale],
+    terms: Terms,
+    source: str = "auction",
+) -> list[PlacedOrder | MarketError]:
+    """`place_order` for many one-line orders of one listing at agreed prices, in a handful
+    of statements: for each sale, in order, either the order it got or the error for which
+    `place_order` would have refused it (a refused sale writes nothing; the others are placed
+    as if one `place_order` after another had placed them).
+
+    Each order gets exactly what `place_order(…, source=source, prices={listing: price})`
+    gives it: the goods at the agreed price, freight and transit for its destination, the
+    platform fee, the payment deadline, the line with the lot's poor share frozen, the
+    `order_placed` notification to the cooperative, and its own `reserve` movement. The
+    caller holds the listing's row lock (as a clearing does), so that nothing moves the stock
+    in between."""
+    if not sales:
+        return []
+    buyers = {
+        organisation_id: (status, name)
+        for organisation_id, status, name in await session.execute(
+            select(Organisation.id, Organisation.verification_status, Organisation.name_zh).where(
+                Organisation.id.in_({s.buyer_id for s in sales})
+            )
+        )
+    }
+    results: list[PlacedOrder | MarketError | None] = [None] * len(sales)
+    for k, sale in enumerate(sales):
+        if sale.buyer_id not in buyers:
+            results[k] = NotFound("No such organisation.")
+        elif buyers[sale.buyer_id][0] != "verified":
+            results[k] = Conflict(
+                "Your organisation is not verified by the platform yet; orders open once it is.",
+                code="buyer_not_verified",
+            )
+    unknown: dict[str, MarketError] = {}
+    for destination in sorted({s.destination_code for s in sales}):
+        try:
+            await regions_service.require_region(session, destination, field="destination_code")
+        except MarketError as exc:
+            unknown[destination] = exc
+    for k, sale in enumerate(sales):
+        if results[k] is None and sale.destination_code in unknown:
+            results[k] = unknown[sale.destination_code]
+    if all(result is not None for result in results):
+        return [result for result in results if result is not None]
+
+    field = "lines.0"
+    today = china_today()
+    connection = await session.connection()
+    rows = await listings_service.agreed_rows(connection, [listing_id], today)
+    if not rows:
+        try:
+            await _not_on_sale(session, listing_id, field)
+        except MarketError as exc:
+            return [exc if result is None else result for result in results]
+    row = rows[0]
+    listing = await listings_service.get_listing(session, listing_id=listing_id)
+    product = await catalog_service.get_product(session, product_id=listing.product_id)
+    lot = await sourcing_service.get_lot(session, lot_id=listing.lot_id)
+    cooperative_id = uuid.UUID(row["cooperative_id"])
+    unit_size = catalog_service.unit_size(product)
+    grams = (product.box_net_weight_g or 0) if product.unit == "piece" else unit_size
+    storage = product.storage_class if _STORAGE_RANK[product.storage_class] > 0 else "ambient"
+    made_on = lot.production_date or lot.harvest_date
+    poor_share_bp = sourcing_service.share_bp(
+        int(row["poor_value_fen"] or 0), int(row["value_fen"] or 0)
+    )
+    road: dict[str, int] = {}
+    for destination in sorted({s.destination_code for s in sales} - set(unknown)):
+        _, _, straight = await regions_service.distance(session, row["county_code"], destination)
+        road[destination] = logistics_service.road_km(straight)
+
+    # each sale as place_order would price it, in order; the stock as the reservations before
+    # it would leave it
+    available, reserved = listing.quantity_available, listing.quantity_reserved
+    placed: list[tuple[int, uuid.UUID, uuid.UUID, int, int, int, int]] = []
+    for k, sale in enumerate(sales):
+        if results[k] is not None:
+            continue
+        if available == 0:  # sold out by the sales before it: no longer on sale
+            results[k] = Conflict(
+                f"{listing.title_zh} is sold out: 0 available.",
+                code="insufficient_stock",
+                errors=[{"field": f"{field}.quantity", "message": "0 available"}],
+            )
+            continue
+        if row["cooperative_id"] == str(sale.buyer_id):
+            results[k] = Invalid.field(f"{field}.listing_id", "You cannot buy your own listing.")
+            continue
+        unit_price = sale.unit_price_fen or tier_price(
+            row["unit_price_fen"],
+            list(zip(row["tier_quantities"] or [], row["tier_prices"] or [], strict=True)),
+            sale.quantity,
+        )
+        weight = grams * sale.quantity
+        km = road[sale.destination_code]
+        rate = logistics_service.rate_for(storage, weight)
+        days = logistics_service.transit_days(rate, km)
+        fresh = logistics_service.freshness(
+            shelf_life_days=product.shelf_life_days,
+            made_on=made_on,
+            today=today,
+            transit=days,
+            margin_days=terms.freshness_margin_days,
+        )
+        if not fresh.suitable:
+            results[k] = Invalid.field(
+                f"{field}.listing_id",
+                f"Not suitable for this destination: {fresh.reason}",
+                code="not_fresh_on_arrival",
+            )
+            continue
+        if sale.quantity > available:
+            results[k] = Conflict(
+                f"Only {available} units of this listing are available, so {sale.quantity} "
+                f"cannot be reserved ({reserved} are reserved, {listing.quantity_sold} sold).",
+                code="insufficient_stock",
+            )
+            continue
+        available -= sale.quantity
+        reserved += sale.quantity
+        placed.append(
+            (
+                k,
+                uuid.uuid4(),
+                uuid.uuid4(),
+                unit_price,
+                logistics_service.freight_fen(rate, weight, km),
+                days,
+                unit_price * sale.quantity,
+            )
+        )
+    if not placed:
+        return [result for result in results if result is not None]
+
+    # the reservations first (all or none; their refusal is every sale's): the orders
+    # they name are written below in the same transaction
+    try:
+        await listings_service.reserve_many(
+            session,
+            listing_id=listing_id,
+            reservations=[
+                listings_service.Reservation(
+                    quantity=sales[k].quantity,
+                    reason=f"order {order_id}",
+                    reference=str(order_id),
+                    user_id=sales[k].user_id,
+                )
+                for k, order_id, *_ in placed
+            ],
+            check_window=False,
+        )
+    except MarketError as exc:
+        for k, *_ in placed:
+            results[k] = exc
+        return [result for result in results if result is not None]
+
+    payment_due_at = utcnow() + dt.timedelta(minutes=terms.payment_minutes)
+    fees = [fee_fen(goods, terms.fee_bps) for *_, goods in placed]
+    await session.execute(
+        _ORDERS_MANY,
+        {
+            "source": source,
+            "fee_bps": terms.fee_bps,
+            "payment_due_at": payment_due_at,
+            "ids": [order_id for _, order_id, *_ in placed],
+            "buyer_ids": [sales[k].buyer_id for k, *_ in placed],
+            "placed_by_ids": [sales[k].user_id for k, *_ in placed],
+            "destination_codes": [sales[k].destination_code for k, *_ in placed],
+            "addresses": [sales[k].address for k, *_ in placed],
+            "contact_names": [sales[k].contact_name for k, *_ in placed],
+            "contact_phones": [sales[k].contact_phone for k, *_ in placed],
+            "notes": [sales[k].note for k, *_ in placed],
+            "goods": [goods for *_, goods in placed],
+            "logistics": [p[4] for p in placed],
+            "fees": fees,
+            "totals": [p[6] + p[4] + fee for p, fee in zip(placed, fees, strict=True)],
+        },
+    )
+    await session.execute(
+        _FULFILMENTS_MANY,
+        {
+            "cooperative_id": cooperative_id,
+            "ids": [p[2] for p in placed],
+            "order_ids": [p[1] for p in placed],
+            "goods": [p[6] for p in placed],
+            "logistics": [p[4] for p in placed],
+            "transit_days": [p[5] for p in placed],
+        },
+    )
+    await session.execute(
+        _LINES_MANY,
+        {
+            "listing_id": listing_id,
+            "lot_id": listing.lot_id,
+            "title_zh": listing.title_zh,
+            "unit_size": unit_size,
+            "poor_share_bp": poor_share_bp,
+            "order_ids": [p[1] for p in placed],
+            "fulfilment_ids": [p[2] for p in placed],
+            "quantities": [sales[p[0]].quantity for p in placed],
+            "prices": [p[3] for p in placed],
+        },
+    )
+    due = payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M")
+    await notifications_service.notify_many(
+        session,
+        [
+            notifications_service.Draft(
+                organisation_id=cooperative_id,
+                kind="order_placed",
+                subject_type="fulfilment",
+                subject_id=fulfilment_id,
+                context={
+                    "buyer": buyers[sales[k].buyer_id][1],
+                    "summary": f"{listing.title_zh} × {sales[k].quantity}",
+                    "order_ref": str(order_id)[:8],
+                    "destination": sales[k].destination_code,
+                    "due": due,
+                },
+            )
+            for k, order_id, fulfilment_id, *_ in placed
+        ],
+    )
+    for k, order_id, *_ in placed:
+        results[k] = PlacedOrder(order_id, payment_due_at)
+    return [result for result in results if result is not None]
 
 
 # ---------------------------------------------------------------- paying, cancelling, expiring

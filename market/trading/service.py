@@ -8,13 +8,13 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from market.calendar import china_today
 from market.db import utcnow
-from market.errors import Conflict, Invalid, MarketError, NotFound
+from market.errors import Conflict, Invalid, NotFound
 from market.listings import service as listings_service
 from market.notifications import service as notifications_service
 from market.orders import service as orders_service
@@ -454,12 +454,30 @@ async def auction_result(session: AsyncSession, listing_id: uuid.UUID) -> Auctio
     return await session.get(AuctionClearing, listing_id)
 
 
+_BIDS_DECIDED = text("""
+UPDATE bid
+   SET status = d.status, filled_quantity = d.filled_quantity, order_id = d.order_id,
+       outcome_reason = COALESCE(d.outcome_reason, bid.outcome_reason),
+       decided_at = COALESCE(d.decided_at, bid.decided_at),
+       updated_at = COALESCE(d.decided_at, bid.updated_at)
+  FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:filled AS bigint[]),
+              CAST(:order_ids AS uuid[]), CAST(:reasons AS text[]),
+              CAST(:decided_at AS timestamptz[]))
+       AS d(id, status, filled_quantity, order_id, outcome_reason, decided_at)
+ WHERE bid.id = d.id
+""")
+
+
 async def clear_auction(
     session: AsyncSession, *, listing_id: uuid.UUID, terms: orders_service.Terms
 ) -> AuctionClearing | None:
     """Clear a closed auction exactly once: the listing's row lock serialises racing workers
     and the clearing's primary key refuses a second result. Winners get orders at their own
-    bid (pay-as-bid), losers are told why; None while bidding is still open."""
+    bid (pay-as-bid), losers are told why; None while bidding is still open.
+
+    Set-based: every winner's order is placed by one `orders_service.place_agreed_orders`
+    (the same orders `place_order` would make, a few statements for all), the bids are
+    decided by one UPDATE and the buyers told by one `notify_many`."""
     listing = await listings_service.get_listing(session, listing_id=listing_id, lock=True)
     done = await session.get(AuctionClearing, listing_id)
     if done is not None:
@@ -468,14 +486,28 @@ async def clear_auction(
         raise Invalid.field("listing_id", "This listing is not an auction.")
     if listing.auction_closes_at > utcnow():
         return None
-    bids = list(
-        await session.scalars(
-            select(Bid)
+    bids = (
+        await session.execute(
+            select(
+                Bid.id,
+                Bid.buyer_id,
+                Bid.placed_by_id,
+                Bid.status,
+                Bid.unit_price_fen,
+                Bid.quantity,
+                Bid.partial_ok,
+                Bid.seq,
+                Bid.destination_code,
+                Bid.address,
+                Bid.contact_name,
+                Bid.contact_phone,
+                Bid.note,
+            )
             .where(Bid.listing_id == listing_id, Bid.kind == "auction", Bid.status == "open")
             .order_by(Bid.seq)
             .with_for_update()
         )
-    )
+    ).all()
     offered = listing.quantity_available
     outcomes = clearing.clear(
         [
@@ -485,67 +517,104 @@ async def clear_auction(
         quantity=offered,
         reserve_price_fen=listing.reserve_price_fen,
     )
-    allocated = revenue = winners = 0
-    for bid, outcome in sorted(
+    ranked = sorted(
         zip(bids, outcomes, strict=True),
         key=lambda pair: (-pair[0].unit_price_fen, pair[0].seq),  # clearing.ranking_key
-    ):
-        reason = outcome.reason
-        if outcome.quantity > 0:
-            buyer = await organisations_service.get_organisation(
-                session, organisation_id=bid.buyer_id
-            )
-            try:
-                async with session.begin_nested():
-                    order = await orders_service.place_order(
-                        session,
-                        buyer=buyer,
+    )
+    winners = [(bid, outcome) for bid, outcome in ranked if outcome.quantity > 0]
+    placed = dict(
+        zip(
+            (bid.id for bid, _ in winners),
+            await orders_service.place_agreed_orders(
+                session,
+                listing_id=listing_id,
+                sales=[
+                    orders_service.AgreedSale(
+                        buyer_id=bid.buyer_id,
                         user_id=bid.placed_by_id,
-                        data=_order_data(bid, outcome.quantity),
-                        terms=terms,
-                        source="auction",
-                        prices={bid.listing_id: bid.unit_price_fen},
+                        quantity=outcome.quantity,
+                        unit_price_fen=bid.unit_price_fen,
+                        destination_code=bid.destination_code,
+                        address=bid.address,
+                        contact_name=bid.contact_name,
+                        contact_phone=bid.contact_phone,
+                        note=bid.note,
                     )
-            except (MarketError, IntegrityError) as exc:
-                # a winner who cannot buy (no longer verified, goods would spoil on the way)
-                # loses; the units stay with the listing
-                bid.status = states.transition(bid.status, "lose")
-                bid.filled_quantity = 0
-                bid.outcome_reason = f"Won, but the order could not be placed: {exc}"
-                continue
-            bid.status = states.transition(
-                bid.status, "win" if outcome.status == "won" else "win_part"
-            )
-            bid.filled_quantity = outcome.quantity
-            bid.order_id = order.id
+                    for bid, outcome in winners
+                ],
+                terms=terms,
+                source="auction",
+            ),
+            strict=True,
+        )
+    )
+    now = utcnow()
+    decided: dict[str, list[Any]] = {
+        "ids": [],
+        "statuses": [],
+        "filled": [],
+        "order_ids": [],
+        "reasons": [],
+        "decided_at": [],
+    }
+    drafts: list[notifications_service.Draft] = []
+    allocated = revenue = won = 0
+    for bid, outcome in ranked:
+        order = placed.get(bid.id)
+        if isinstance(order, orders_service.PlacedOrder):
+            event = "win" if outcome.status == "won" else "win_part"
+            row: tuple[Any, ...] = (outcome.quantity, order.id, None, now)
             allocated += outcome.quantity
             revenue += outcome.amount_fen
-            winners += 1
-            await notifications_service.notify(
-                session,
-                organisation_id=bid.buyer_id,
-                kind="auction_won",
-                subject_type="order",
-                subject_id=order.id,
-                context={
-                    "title": listing.title_zh,
-                    "quantity": outcome.quantity,
-                    "price": _yuan(bid.unit_price_fen),
-                },
+            won += 1
+            drafts.append(
+                notifications_service.Draft(
+                    organisation_id=bid.buyer_id,
+                    kind="auction_won",
+                    subject_type="order",
+                    subject_id=order.id,
+                    context={
+                        "title": listing.title_zh,
+                        "quantity": outcome.quantity,
+                        "price": _yuan(bid.unit_price_fen),
+                    },
+                )
+            )
+        elif order is not None:
+            # a winner who cannot buy (no longer verified, goods would spoil on the way)
+            # loses, and is told why; the units stay with the listing
+            event = "lose"
+            reason = f"Won, but the order could not be placed: {order}"
+            row = (0, None, reason, now)
+            drafts.append(
+                notifications_service.Draft(
+                    organisation_id=bid.buyer_id,
+                    kind="auction_lost",
+                    subject_type="bid",
+                    subject_id=bid.id,
+                    context={"title": listing.title_zh, "reason": reason},
+                )
             )
         else:
-            bid.status = states.transition(bid.status, "lose")
-            bid.filled_quantity = 0
-            bid.outcome_reason = reason
-            await notifications_service.notify(
-                session,
-                organisation_id=bid.buyer_id,
-                kind="auction_lost",
-                subject_type="bid",
-                subject_id=bid.id,
-                context={"title": listing.title_zh, "reason": reason or ""},
+            event = "lose"
+            row = (0, None, outcome.reason, now)
+            drafts.append(
+                notifications_service.Draft(
+                    organisation_id=bid.buyer_id,
+                    kind="auction_lost",
+                    subject_type="bid",
+                    subject_id=bid.id,
+                    context={"title": listing.title_zh, "reason": outcome.reason or ""},
+                )
             )
-        bid.decided_at = bid.updated_at = utcnow()
+        decided["ids"].append(bid.id)
+        decided["statuses"].append(states.transition(bid.status, event))
+        for name, value in zip(("filled", "order_ids", "reasons", "decided_at"), row, strict=True):
+            decided[name].append(value)
+    if bids:
+        await session.execute(_BIDS_DECIDED, decided)
+        _sync_loaded_bids(session, decided)
+    await notifications_service.notify_many(session, drafts)
     # the auction is over: what nobody won leaves the listing, which closes
     cooperative = await organisations_service.get_organisation(
         session, organisation_id=listing.cooperative_id
@@ -560,11 +629,31 @@ async def clear_auction(
         quantity_allocated=allocated,
         revenue_fen=revenue,
         bids=len(bids),
-        winners=winners,
+        winners=won,
     )
     session.add(result)
     await session.flush()
     return result
+
+
+def _sync_loaded_bids(session: AsyncSession, decided: dict[str, list[Any]]) -> None:
+    """Bids already loaded in the session take the decision written by the UPDATE as their
+    stored state (not as a change to flush), so that nobody reads a stale `open` bid."""
+    loaded = {obj.id: obj for obj in list(session.identity_map.values()) if isinstance(obj, Bid)}
+    if not loaded:
+        return
+    for k, bid_id in enumerate(decided["ids"]):
+        bid = loaded.get(bid_id)
+        if bid is None:
+            continue
+        set_committed_value(bid, "status", decided["statuses"][k])
+        set_committed_value(bid, "filled_quantity", decided["filled"][k])
+        set_committed_value(bid, "order_id", decided["order_ids"][k])
+        if decided["reasons"][k] is not None:
+            set_committed_value(bid, "outcome_reason", decided["reasons"][k])
+        if decided["decided_at"][k] is not None:
+            set_committed_value(bid, "decided_at", decided["decided_at"][k])
+            set_committed_value(bid, "updated_at", decided["decided_at"][k])
 
 
 async def due_auctions(session: AsyncSession, *, limit: int = 20) -> list[uuid.UUID]:
