@@ -21,7 +21,8 @@ Auction clearing (`market.trading.service.clear_auction` on one session, commit 
 auction listing of as many units as 60% of the demand, sealed bids of 1 to 5 units from
 distinct buyers (inserted directly into `bid`; prices 45 to 90 yuan against a reserve of 50,
 no partial fills), closed by moving `auction_closes_at` into the past; one clearing per size
-in --bids (default 200 and 1,000). Every winner gets an order through the orders service. The
+in --bids (default 200 and 1,000). Every winner gets an order through the orders service
+(`place_agreed_orders`: the orders of all winners in a few set-based statements). The
 baseline is `market.trading.clearing.clear()` of the same bids in memory. Printed:
 allocations (winning bids) per second of both, their ratio and the target of 5,000/s; the
 clearing's totals must equal clear()'s and the listing must hold exactly the allocated units
@@ -827,7 +828,8 @@ def report(
     table.caption = (
         "offered/allocated in units. seconds = clear_auction() including the commit, one "
         "clearing per size; alloc/s = winning bids ÷ seconds (every winner gets an order: "
-        "order, fulfilment, line, reservation, notifications, through the orders service). "
+        "order, fulfilment, line, reservation, notifications, through the orders service's "
+        "set-based place_agreed_orders). "
         "clear() alloc/s = winning bids ÷ seconds of market.trading.clearing.clear() of the "
         "same bids in memory; db/clear() = their ratio."
     )
