@@ -889,7 +889,7 @@ async def test_every_transfer_beyond_what_is_due_goes_back_and_a_part_paid_order
     await work(session)
     await import_csv(client, shop_, statement((300, code, "H4")))
     await work(session)
-    refunds = list(await session.scalars(select(Refund).order_by(Refund.created_at)))
+    refunds = list(await session.scalars(select(Refund).order_by(Refund.amount_fen.desc())))
     assert [(r.kind, r.amount_fen, r.status) for r in refunds] == [
         ("overpayment", 700, "succeeded"),
         ("overpayment", 300, "succeeded"),
