@@ -10,7 +10,10 @@ the document as JSON beside it in `search_document`. `search_vocabulary` holds t
 Writes go into the caller's transaction when given a connection, so that a listing and its
 search row change together. Relevance ranks only the newest RANK_WINDOW matches of the
 filtered set, and counts and facets stop at COUNT_LIMIT matches (`Result.total_exact` is then
-false), so that a common word never ranks or counts hundreds of thousands of rows.
+false), so that a common word never ranks or counts hundreds of thousands of rows. Sorted by
+relevance, one statement reads the newest matches once (the published_at index backwards for a
+common word, the GIN index for a rare one) and takes the page, the count and the facets from
+them; other sorts count and facet the first matches found in a second statement.
 """
 
 from __future__ import annotations
@@ -128,18 +131,35 @@ search_vocabulary = Table(
     Index(None, "term", postgresql_using="gin", postgresql_ops={"term": "gin_trgm_ops"}),
 )
 
-# relevance ranks at most this many matches (the newest) of the filtered set
-RANK_WINDOW = 2_000
-# beyond this many matches the total says "at least" and facets count this many of them (as
-# Elasticsearch's track_total_hits does): an exact count of a common word visits every match
-COUNT_LIMIT = 10_000
+# Relevance ranks at most this many matches (the newest) of the filtered set. What a common
+# word costs grows with it, not with the listings: the newest rows are read until this many
+# match (for a word in a fifth of the listings, five rows per match, each tested with `@@`),
+# and ts_rank_cd of a synonym group of ten terms takes some 20 µs per match (bench/README.md,
+# search). At 500, a page of 20 can be followed for 25 pages.
+RANK_WINDOW = 500
+# Beyond this many matches the total says "at least" and facets count this many of them (as
+# Elasticsearch's track_total_hits does for the total): an exact count of a common word visits
+# every match. Sorted by relevance these are the newest matches, the ranked window itself, read
+# in the same pass; so no second pass. (It was 10,000: counting 10,001 matches of a word in a
+# fifth of the listings took 150 ms in the sequential scan planned for it, and the GIN index
+# reads every match first, 105 ms for its bitmap alone at 1,000,000 listings.)
+COUNT_LIMIT = RANK_WINDOW
+# The newest matches are planned as if this many were wanted, though reading stops at the
+# window: the published_at index (read backwards, testing each row) is then taken only for a
+# word the planner expects often enough, and the GIN index (every match, sorted) otherwise. Its
+# estimates of a tsquery can be several times too high (`靖远 红枣`: 24,199 of a million
+# listings, 2,880 in fact): planned for 501 matches, the index scan read 185,000 rows (1.5 s)
+# to find them; planned for 4,000, the GIN index finds the 2,880 (24 ms).
+PLAN_WINDOW = 4_000
 EARTH_RADIUS_KM = 6371.0088  # the mean radius, as Elasticsearch's arc distance uses
 _ASCII_TERM = re.compile(r"[a-z0-9]+")
 _HAN = re.compile(r"[\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _MAX_POSITION = 16383
 
-# The SQL below is composed from these constant fragments and column names only; every value
-# a user gives is a bound parameter (hence the S608 exemptions).
+# The SQL below is composed from these constant fragments, column names and integers only;
+# every value a user gives is a bound parameter, except the analysed tsquery, which goes in as
+# a dollar-quoted constant (`sql_constant`) so that every statement is planned with it (hence the
+# S608 exemptions).
 _DISTANCE = (
     f"(2 * {EARTH_RADIUS_KM} * asin(least(1.0, sqrt("
     "power(sin(radians(latitude - :near_lat) / 2), 2)"
@@ -147,6 +167,79 @@ _DISTANCE = (
     " * power(sin(radians(longitude - :near_lon) / 2), 2)))))"
 )
 _TSQUERY = "CAST(CAST(:tsquery AS text) AS tsquery)"
+# what the facets count besides the price, which every page reads anyway
+_FACET_COLUMNS = "category_code, province_code, certifications, storage_class"
+_PRICE_BUCKET = (
+    "CASE "
+    + " ".join(
+        f"WHEN unit_price_fen >= {low}"
+        + (f" AND unit_price_fen < {high}" if high is not None else "")
+        + f" THEN '{low}-{high if high is not None else ''}'"
+        for low, high in PRICE_BUCKETS
+    )
+    + " END"
+)
+
+
+def sql_constant(value: str) -> str:
+    """`value` as a dollar-quoted SQL string constant, with a tag that does not occur in it
+    (a dollar-quoted string has no escapes: it ends at the first `$tag$`)."""
+    number = 0
+    while f"$q{number}" in value:
+        number += 1
+    return f"$q{number}${value}$q{number}$"
+
+
+def _tsquery(analysed: AnalysedQuery) -> str:
+    """The analysed query as a constant of the statement, not a parameter: a prepared statement
+    run more than five times may otherwise get PostgreSQL's generic plan, which assumes a
+    parameter's tsquery matches 0.5% of the rows. For a common word that plan reads every
+    match, sorts them all with their tsvectors (on disk) and ranks the newest: several times
+    slower than the plan for the actual query (the newest rows first, stopping at the window)."""
+    return f"CAST({sql_constant(analysed.tsquery())} AS tsquery)"
+
+
+def _facet_counts(source: str, limit: int) -> str:
+    """A jsonb array of [category, province, storage class, certifications, price bucket, n]
+    over the rows of `source` numbered (`n`) up to `limit`: one grouping in one pass, folded into
+    the facets by `_facets`."""
+    return (
+        "(SELECT jsonb_agg(jsonb_build_array(category_code, province_code, storage_class, "  # noqa: S608
+        "certifications, bucket, c)) FROM (SELECT category_code, province_code, storage_class, "
+        f"certifications, {_PRICE_BUCKET} AS bucket, count(*) AS c FROM {source} "
+        f"WHERE n <= {int(limit)} GROUP BY 1, 2, 3, 4, 5) AS g)"
+    )
+
+
+def _facets(groups: Sequence[Sequence[Any]] | None) -> dict[str, list[FacetCount]]:
+    counts: dict[str, dict[str, int]] = {
+        name: {} for name in ("category", "province", "storage_class", "certification", "price")
+    }
+    for category, province, storage_class, certifications, bucket, n in groups or ():
+        for facet, value in (
+            ("category", category),
+            ("province", province),
+            ("storage_class", storage_class),
+            ("price", bucket),
+        ):
+            counts[facet][value] = counts[facet].get(value, 0) + int(n)
+        for certification in certifications:
+            counts["certification"][certification] = counts["certification"].get(
+                certification, 0
+            ) + int(n)
+    facets: dict[str, list[FacetCount]] = {}
+    for facet in ("category", "province", "certification", "storage_class"):
+        facets[facet] = [
+            FacetCount(v, n) for v, n in sorted(counts[facet].items(), key=lambda x: (-x[1], x[0]))
+        ]
+    facets["price"] = [
+        FacetCount(label, counts["price"].get(label, 0))
+        for label in (f"{lo}-{hi if hi is not None else ''}" for lo, hi in PRICE_BUCKETS)
+    ]
+    return facets
+
+
+_CUSTOM_PLANS = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
 
 # the document follows its row only when the row was written (not an older version)
 _UPSERT = text(
@@ -333,10 +426,12 @@ class PostgresSearch:
         *,
         connection: AsyncConnection | None = None,
         count_limit: int = COUNT_LIMIT,
+        rank_window: int = RANK_WINDOW,
     ) -> None:
         self.engine = engine
         self.connection = connection
         self.count_limit = count_limit
+        self.rank_window = rank_window
 
     async def health(self) -> Health:
         try:
@@ -451,8 +546,7 @@ class PostgresSearch:
         where: list[str] = []
         params: dict[str, Any] = {}
         if not analysed.empty:
-            where.append(f"terms @@ {_TSQUERY}")
-            params["tsquery"] = analysed.tsquery()
+            where.append(f"terms @@ {_tsquery(analysed)}")
         if query.category:
             where.append("category_code = :category")
             params["category"] = query.category
@@ -501,6 +595,13 @@ class PostgresSearch:
     async def search(self, query: Query) -> Result:
         limit = max(1, min(query.limit, MAX_LIMIT))
         async with self._read() as conn:
+            # A prepared statement run a sixth time may get PostgreSQL's generic plan, which
+            # guesses what bound filters select: for province + price range + certification it
+            # intersected the whole price range with the whole certification (BitmapAnd) and
+            # sorted every row left, 1.2 s at 1,000,000 listings for a page planned in 1 ms.
+            # So in this transaction every statement is planned for its values (on a caller's
+            # connection, for the rest of its transaction too: more planning, same answers).
+            await conn.execute(_CUSTOM_PLANS)
             analysed = await self._analyse(conn, query.text)
             where, params = self._filters(query, analysed)
             condition = " AND ".join(where) or "true"
@@ -525,15 +626,6 @@ class PostgresSearch:
                 "id, title_zh, terms, unit_price_fen, published_at, "
                 f"coalesce(poor_share_bp, -1) AS poor_share, {distance} AS distance_km"
             )
-            if sort == "relevance":
-                inner = (
-                    f"SELECT *, CAST(ts_rank_cd(terms, {_TSQUERY}) AS double precision) AS rank "  # noqa: S608
-                    f"FROM (SELECT {columns} FROM search_listing WHERE {condition} "
-                    "ORDER BY published_at DESC, id LIMIT :window) AS w"
-                )
-                params["window"] = RANK_WINDOW
-            else:
-                inner = f"SELECT {columns} FROM search_listing WHERE {condition}"  # noqa: S608
 
             keyset = "true"
             if query.cursor:
@@ -550,28 +642,64 @@ class PostgresSearch:
                         f"OR (m.{expr} = :after_{i} AND {keyset}))"
                     )
             order = ", ".join(f"m.{e} {'DESC' if d else 'ASC'}" for e, d in keys) + ", m.id ASC"
-            score = (
-                "p.rank"
-                if sort == "relevance"
-                else f"CAST(ts_rank_cd(p.terms, {_TSQUERY}) AS double precision)"
-                if not analysed.empty
-                else "0.0"
-            )
             key_columns = ", ".join(f"p.{e}" for e, _ in keys)
-            page_sql = (
-                f"SELECT p.id, p.title_zh, p.distance_km, {score} AS score, {key_columns}, "  # noqa: S608
-                "s.document "
-                f"FROM (SELECT m.* FROM ({inner}) AS m WHERE {keyset} "
-                f"ORDER BY {order} LIMIT :limit) AS p "
-                "JOIN search_document AS s ON s.id = p.id ORDER BY "
-                + ", ".join(f"p.{e} {'DESC' if d else 'ASC'}" for e, d in keys)
-                + ", p.id ASC"
+            outer_order = (
+                ", ".join(f"p.{e} {'DESC' if d else 'ASC'}" for e, d in keys) + ", p.id ASC"
             )
-            rows = (await conn.execute(text(page_sql), {**params, "limit": limit + 1})).all()
 
-            total, facets = await self._count(
-                conn, condition, params, query.facets, self.count_limit
-            )
+            if sort == "relevance":
+                # One pass over the newest matches: they are found and sorted without their
+                # rows (ctid, published_at, id), then fetched by ctid, ranked, numbered (n) and
+                # kept without their tsvectors; the first rank_window are the candidates, and
+                # the same rows give the count (one past count_limit) and the facets. Reading
+                # stops after `scan` rows (the run condition on n), though the statement is
+                # planned for PLAN_WINDOW. (With a count_limit past the window, the rows
+                # beyond it are ranked for nothing.)
+                scan = max(self.rank_window, self.count_limit + 1)
+                extra = f", {_FACET_COLUMNS}" if query.facets else ""
+                window = (
+                    "SELECT * FROM (SELECT *, row_number() OVER (ORDER BY k_at DESC, k_id) AS n "  # noqa: S608
+                    "FROM (SELECT k_at, k_id, l.id, title_zh, unit_price_fen, l.published_at, "
+                    f"coalesce(poor_share_bp, -1) AS poor_share, {distance} AS distance_km"
+                    f"{extra}, CAST(ts_rank_cd(terms, {_tsquery(analysed)}) AS double precision) "
+                    "AS rank FROM (SELECT ctid AS k_tid, published_at AS k_at, id AS k_id "
+                    f"FROM search_listing WHERE {condition} ORDER BY published_at DESC, id "
+                    f"LIMIT {max(int(scan), PLAN_WINDOW)}) AS k JOIN search_listing AS l "
+                    f"ON l.ctid = k.k_tid) AS r) AS x WHERE n <= {int(scan)}"
+                )
+                facets_sql = _facet_counts("w", self.count_limit) if query.facets else "NULL"
+                sql = (
+                    f"WITH w AS MATERIALIZED ({window}), "  # noqa: S608
+                    f"p AS (SELECT m.* FROM w AS m WHERE m.n <= {int(self.rank_window)} "
+                    f"AND {keyset} ORDER BY {order} LIMIT {limit + 1}) "
+                    "SELECT t.total, t.facets, p.id, p.title_zh, p.distance_km, p.rank AS score, "
+                    f"{key_columns}, s.document "
+                    f"FROM (SELECT (SELECT count(*) FROM w) AS total, {facets_sql} AS facets) AS t "
+                    "LEFT JOIN (p JOIN search_document AS s ON s.id = p.id) ON true "
+                    f"ORDER BY {outer_order}"
+                )
+                found = (await conn.execute(text(sql), params)).all()
+                total = int(found[0].total)
+                facets = _facets(found[0].facets) if query.facets else {}
+                rows = [row[2:] for row in found if row.id is not None]
+            else:
+                score = (
+                    f"CAST(ts_rank_cd(p.terms, {_tsquery(analysed)}) AS double precision)"
+                    if not analysed.empty
+                    else "0.0"
+                )
+                page_sql = (
+                    f"SELECT p.id, p.title_zh, p.distance_km, {score} AS score, {key_columns}, "  # noqa: S608
+                    "s.document "
+                    f"FROM (SELECT m.* FROM (SELECT {columns} FROM search_listing "
+                    f"WHERE {condition}) AS m WHERE {keyset} "
+                    f"ORDER BY {order} LIMIT {limit + 1}) AS p "
+                    f"JOIN search_document AS s ON s.id = p.id ORDER BY {outer_order}"
+                )
+                rows = list((await conn.execute(text(page_sql), params)).all())
+                total, facets = await self._count(
+                    conn, condition, params, query.facets, self.count_limit
+                )
         exact = total <= self.count_limit
         total = min(total, self.count_limit)
 
@@ -579,14 +707,14 @@ class PostgresSearch:
         if len(rows) > limit:
             rows = rows[:limit]
             last = rows[-1]
-            next_cursor = encode_cursor(sort, [last[4 + i] for i in range(len(keys))], last.id)
+            next_cursor = encode_cursor(sort, [last[4 + i] for i in range(len(keys))], last[0])
         hits = [
             Hit(
-                id=row.id,
-                score=float(row.score),
-                distance_km=float(row.distance_km) if row.distance_km is not None else None,
-                highlight=highlight(row.title_zh, analysed) if not analysed.empty else None,
-                document=document_from_json(row.document),
+                id=row[0],
+                score=float(row[3]),
+                distance_km=float(row[2]) if row[2] is not None else None,
+                highlight=highlight(row[1], analysed) if not analysed.empty else None,
+                document=document_from_json(row[-1]),
             )
             for row in rows
         ]
@@ -602,50 +730,23 @@ class PostgresSearch:
         with_facets: bool,
         limit: int,
     ) -> tuple[int, dict[str, list[FacetCount]]]:
-        params = {**params, "count_limit": limit + 1, "facet_limit": limit}
+        """Matches up to one past `limit` and, with facets, the facets of `limit` of them, in
+        one pass over the first matches found (in no particular order)."""
         if not with_facets:
             count_sql = (
-                "SELECT count(*) FROM (SELECT 1 FROM search_listing "  # noqa: S608
-                f"WHERE {condition} LIMIT :count_limit) AS m"
+                "SELECT count(*) AS total FROM (SELECT 1 FROM search_listing "  # noqa: S608
+                f"WHERE {condition} LIMIT {int(limit) + 1}) AS m"
             )
             total = await conn.scalar(text(count_sql), params)
             return int(total or 0), {}
-        buckets = " ".join(
-            f"WHEN unit_price_fen >= {low}"
-            + (f" AND unit_price_fen < {high}" if high is not None else "")
-            + f" THEN '{low}-{high if high is not None else ''}'"
-            for low, high in PRICE_BUCKETS
+        sql = (
+            f"WITH f AS MATERIALIZED (SELECT *, row_number() OVER () AS n FROM "  # noqa: S608
+            f"(SELECT {_FACET_COLUMNS}, unit_price_fen FROM search_listing WHERE {condition} "
+            f"LIMIT {int(limit) + 1}) AS o) "
+            f"SELECT (SELECT count(*) FROM f) AS total, {_facet_counts('f', limit)} AS facets"
         )
-        sql = f"""
-            WITH f AS MATERIALIZED (
-                SELECT category_code, province_code, certifications, storage_class,
-                       unit_price_fen
-                FROM search_listing WHERE {condition} LIMIT :count_limit
-            ), g AS MATERIALIZED (SELECT * FROM f LIMIT :facet_limit)
-            SELECT 'total' AS facet, '' AS value, count(*) AS n FROM f
-            UNION ALL SELECT 'category', category_code, count(*) FROM g GROUP BY 2
-            UNION ALL SELECT 'province', province_code, count(*) FROM g GROUP BY 2
-            UNION ALL SELECT 'certification', c, count(*)
-                FROM g CROSS JOIN LATERAL unnest(g.certifications) AS c GROUP BY 2
-            UNION ALL SELECT 'storage_class', storage_class, count(*) FROM g GROUP BY 2
-            UNION ALL SELECT 'price', CASE {buckets} END, count(*) FROM g GROUP BY 2
-        """  # noqa: S608
-        counts: dict[str, dict[str, int]] = {}
-        for facet, value, n in (await conn.execute(text(sql), params)).all():
-            counts.setdefault(facet, {})[value] = int(n)
-        total = counts.pop("total", {}).get("", 0)
-        facets: dict[str, list[FacetCount]] = {}
-        for facet in ("category", "province", "certification", "storage_class"):
-            values = counts.get(facet, {})
-            facets[facet] = [
-                FacetCount(v, n) for v, n in sorted(values.items(), key=lambda x: (-x[1], x[0]))
-            ]
-        prices = counts.get("price", {})
-        facets["price"] = [
-            FacetCount(label, prices.get(label, 0))
-            for label in (f"{lo}-{hi if hi is not None else ''}" for lo, hi in PRICE_BUCKETS)
-        ]
-        return total, facets
+        row = (await conn.execute(text(sql), params)).one()
+        return int(row.total), _facets(row.facets)
 
     async def suggest(self, prefix: str, limit: int = 10) -> list[str]:
         """Distinct titles, most recent first, whose title terms start with the analysed

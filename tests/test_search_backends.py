@@ -29,7 +29,7 @@ from search.base import (
     Result,
 )
 from search.elasticsearch import ElasticsearchSearch, make_client
-from search.postgres import PostgresSearch, decode_cursor, encode_cursor
+from search.postgres import PostgresSearch, decode_cursor, encode_cursor, sql_constant
 from tests.peers import search_server
 
 BEIJING = GeoPoint(39.9042, 116.4074)
@@ -520,6 +520,47 @@ async def test_postgres_fills_the_vocabulary(engine, connection):
     )
     assert {"gouqi", "gq", "miyun", "raw", "honey", "fengmi"} <= vocabulary
     assert not any(not t.isascii() or t.isdigit() for t in vocabulary)
+
+
+async def test_postgres_ranks_counts_and_facets_the_newest_matches(engine, connection):
+    """Sorted by relevance, the window (the newest rank_window matches) is ranked, and the
+    count and the facets stop at count_limit of the newest matches, read in the same pass;
+    other sorts count and facet count_limit of the matches in a second statement."""
+    await PostgresSearch(engine, connection=connection).index(DOCUMENTS)
+
+    def capped(rank_window: int, count_limit: int) -> PostgresSearch:
+        return PostgresSearch(
+            engine, connection=connection, rank_window=rank_window, count_limit=count_limit
+        )
+
+    # goji_zhongning (Ningxia) is newer than goji_jingyuan (Gansu)
+    one = await capped(1, 1).search(Query(text="gouqi", facets=True))
+    assert (ids(one), one.total, one.total_exact) == (["goji_zhongning"], 1, False)
+    assert one.facets["province"] == [FacetCount("640000", 1)]
+    assert sum(f.count for f in one.facets["price"]) == 1
+    wider = await capped(2, 1).search(Query(text="gouqi", facets=True))
+    assert set(ids(wider)) == {"goji_zhongning", "goji_jingyuan"}
+    assert (wider.total, wider.total_exact) == (1, False)
+    assert wider.facets["province"] == [FacetCount("640000", 1)]
+    exact = await capped(2, 2).search(Query(text="gouqi", facets=True))
+    assert (exact.total, exact.total_exact) == (2, True)
+    assert exact.facets["province"] == [FacetCount("620000", 1), FacetCount("640000", 1)]
+    assert (await capped(2, 2).search(Query(text="gouqi"))).facets == {}
+    by_price = await capped(1, 1).search(Query(text="gouqi", sort="price_asc", facets=True))
+    assert (len(by_price.hits), by_price.total, by_price.total_exact) == (2, 1, False)
+    assert sum(f.count for f in by_price.facets["storage_class"]) == 1
+    nothing = await capped(1, 1).search(Query(text="榴莲", facets=True))
+    assert (nothing.hits, nothing.total, nothing.total_exact) == ([], 0, True)
+    assert nothing.facets["category"] == [] and {f.count for f in nothing.facets["price"]} == {0}
+
+
+@pytest.mark.parametrize(
+    "value", ["", "枸杞", "it's", "back\\slash", "$", "$q0$", "a$q0", "$q0$q1$ $q2", "$$"]
+)
+async def test_postgres_constants_come_back_as_written(connection, value):
+    """The analysed tsquery goes into the statement as a dollar-quoted constant (so that every
+    statement is planned for its query): whatever the text, it reads back unchanged."""
+    assert await connection.scalar(text(f"SELECT {sql_constant(value)}")) == value
 
 
 async def test_index_writes_in_the_callers_transaction(engine, clean_db):

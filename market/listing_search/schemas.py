@@ -111,12 +111,13 @@ class FacetValue(BaseModel):
 class SearchResults(BaseModel):
     items: list[SearchHit]
     total: int = Field(
-        description="How many listings match, across all pages (at most 10,000 counted)."
+        description="How many listings match, across all pages (at most 500 counted: show "
+        "'500+' when `total_exact` is false)."
     )
     total_exact: bool = Field(
         default=True,
-        description="False when more than 10,000 match: `total` is then a lower bound and the "
-        "facets count 10,000 of the matches.",
+        description="False when more than 500 match: `total` is then a lower bound and, on "
+        "PostgreSQL, the facets count 500 of the matches (the newest, sorted by relevance).",
     )
     next_cursor: str | None = None
     facets: dict[str, list[FacetValue]] = Field(default_factory=dict)
