@@ -182,6 +182,17 @@ async def start_payment(
     """Open a payment for an unpaid order through the provider of `method`. The buyer gets
     transfer instructions (bank transfer) or a client secret for the front end (Stripe). A
     pending payment by another method is cancelled first: one live payment per order."""
+    await orders_service.get_order(session, order_id=order_id, buyer_id=buyer_id)  # 404 first
+    # payments before their order, as every other writer (webhooks, statements) takes them
+    existing = list(
+        await session.scalars(
+            select(Payment)
+            .where(Payment.order_id == order_id)
+            .order_by(Payment.created_at)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    )
     order = await orders_service.get_order(session, order_id=order_id, buyer_id=buyer_id, lock=True)
     if order.status != "pending_payment" or order.payment_due_at <= utcnow():
         raise Conflict(
@@ -219,7 +230,7 @@ async def start_payment(
             "transfer (bank_transfer) instead.",
             code="amount_above_provider_limit",
         )
-    for live in await payments_of_order(session, order.id):
+    for live in existing:
         if live.status == "cancelled":
             continue
         if live.status != "pending":
