@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Protocol
 
 from jinja2 import Environment, StrictUndefined, Template, nodes
-from sqlalchemy import ARRAY, Uuid, any_, cast, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from market.accounts.models import User
 from market.db import utcnow
 from market.errors import NotFound
 from market.notifications.models import EmailOutbox, Notification
 from market.organisations import service as organisations_service
-from market.organisations.models import Membership
 from market.pagination import PageParams, paginate
 from market.templating import templates
 
@@ -104,11 +101,6 @@ def _compiled(kind: str) -> tuple[Template, Template]:
     return _text.from_string(title), _text.from_string(body)
 
 
-def render(kind: str, context: dict[str, Any]) -> tuple[str, str]:
-    title, body = _compiled(kind)
-    return title.render(context), body.render(context)
-
-
 def yuan(fen: int) -> str:
     return f"¥{fen // 100:,}.{fen % 100:02d}"
 
@@ -121,35 +113,12 @@ async def notify(
     subject_type: str,
     subject_id: uuid.UUID,
     context: dict[str, Any],
-) -> Notification:
-    """Record a notification and render its e-mail to each owner and staff member."""
-    title, body = render(kind, context)
-    notification = Notification(
-        organisation_id=organisation_id,
-        kind=kind,
-        title=title,
-        body=body,
-        subject_type=subject_type,
-        subject_id=subject_id,
+) -> uuid.UUID:
+    """Record a notification and render its e-mail to each owner and staff member; its id."""
+    [notification_id] = await notify_many(
+        session, [Draft(organisation_id, kind, subject_type, subject_id, context)]
     )
-    session.add(notification)
-    await session.flush()
-    email = templates.get_template("email/notification.txt")
-    for membership, user in await organisations_service.list_members(session, organisation_id):
-        if membership.role not in ("owner", "staff"):
-            continue
-        session.add(
-            EmailOutbox(
-                notification_id=notification.id,
-                to_address=user.email,
-                subject=f"[农商桥] {title}",
-                body_text=email.render(
-                    name=user.display_name, title=title, body=body, notification=notification
-                ),
-            )
-        )
-    await session.flush()
-    return notification
+    return notification_id
 
 
 @dataclass(frozen=True)
@@ -280,20 +249,9 @@ async def notify_many(session: AsyncSession, drafts: Sequence[Draft]) -> list[uu
         title_renderer, body_renderer = _renderers(draft.kind)
         rendered.append((title_renderer.render(draft.context), body_renderer.render(draft.context)))
     ids = [uuid.uuid4() for _ in drafts]
-    # the members of every organisation at once, in list_members' order
-    members: dict[uuid.UUID, list[tuple[str, str]]] = defaultdict(list)
-    rows = await session.execute(
-        select(Membership.organisation_id, User.email, User.display_name)
-        .join(User, User.id == Membership.user_id)
-        .where(
-            Membership.organisation_id
-            == any_(cast(list({d.organisation_id for d in drafts}), ARRAY(Uuid))),
-            Membership.role.in_(("owner", "staff")),
-        )
-        .order_by(Membership.organisation_id, Membership.created_at, User.email)
+    members = await organisations_service.members_of(
+        session, (d.organisation_id for d in drafts), roles=("owner", "staff")
     )
-    for organisation_id, email_address, display_name in rows:
-        members[organisation_id].append((email_address, display_name))
     await session.execute(
         _NOTIFY_MANY,
         {
@@ -326,13 +284,18 @@ async def notify_many(session: AsyncSession, drafts: Sequence[Draft]) -> list[uu
             draft.subject_type,
             draft.subject_id,
         )
-        for email_address, display_name in recipients:
+        for user in recipients:
             outbox["notification_ids"].append(notification_id)
-            outbox["to_addresses"].append(email_address)
+            outbox["to_addresses"].append(user.email)
             outbox["subjects"].append(f"[农商桥] {title}")
             outbox["bodies"].append(
                 email.render(
-                    {"name": display_name, "title": title, "body": body, "notification": written}
+                    {
+                        "name": user.display_name,
+                        "title": title,
+                        "body": body,
+                        "notification": written,
+                    }
                 )
             )
     if outbox["notification_ids"]:
