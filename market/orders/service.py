@@ -414,6 +414,19 @@ class PlacedOrder:
     payment_due_at: dt.datetime
 
 
+@dataclass(frozen=True)
+class _Priced:
+    """A sale that passed every check, priced as place_order prices it."""
+
+    sale: int  # its index in the sales
+    order_id: uuid.UUID
+    fulfilment_id: uuid.UUID
+    unit_price_fen: int
+    logistics_fen: int
+    transit_days: int
+    goods_fen: int
+
+
 _ORDERS_MANY = text("""
 INSERT INTO "order" (id, buyer_id, placed_by_id, status, source, destination_code, address,
                      contact_name, contact_phone, note, fee_bps, payment_due_at, goods_fen,
@@ -533,7 +546,7 @@ async def place_agreed_orders(
     # each sale as place_order would price it, in order; the stock as the reservations before
     # it would leave it
     available, reserved = listing.quantity_available, listing.quantity_reserved
-    placed: list[tuple[int, uuid.UUID, uuid.UUID, int, int, int, int]] = []
+    placed: list[_Priced] = []
     for k, sale in enumerate(sales):
         if results[k] is not None:
             continue
@@ -580,14 +593,14 @@ async def place_agreed_orders(
         available -= sale.quantity
         reserved += sale.quantity
         placed.append(
-            (
-                k,
-                uuid.uuid4(),
-                uuid.uuid4(),
-                unit_price,
-                logistics_service.freight_fen(rate, weight, km),
-                days,
-                unit_price * sale.quantity,
+            _Priced(
+                sale=k,
+                order_id=uuid.uuid4(),
+                fulfilment_id=uuid.uuid4(),
+                unit_price_fen=unit_price,
+                logistics_fen=logistics_service.freight_fen(rate, weight, km),
+                transit_days=days,
+                goods_fen=unit_price * sale.quantity,
             )
         )
     if not placed:
@@ -601,51 +614,53 @@ async def place_agreed_orders(
             listing_id=listing_id,
             reservations=[
                 listings_service.Reservation(
-                    quantity=sales[k].quantity,
-                    reason=f"order {order_id}",
-                    reference=str(order_id),
-                    user_id=sales[k].user_id,
+                    quantity=sales[p.sale].quantity,
+                    reason=f"order {p.order_id}",
+                    reference=str(p.order_id),
+                    user_id=sales[p.sale].user_id,
                 )
-                for k, order_id, *_ in placed
+                for p in placed
             ],
             check_window=False,
         )
     except MarketError as exc:
-        for k, *_ in placed:
-            results[k] = exc
+        for p in placed:
+            results[p.sale] = exc
         return [result for result in results if result is not None]
 
     payment_due_at = utcnow() + dt.timedelta(minutes=terms.payment_minutes)
-    fees = [fee_fen(goods, terms.fee_bps) for *_, goods in placed]
+    fees = [fee_fen(p.goods_fen, terms.fee_bps) for p in placed]
     await session.execute(
         _ORDERS_MANY,
         {
             "source": source,
             "fee_bps": terms.fee_bps,
             "payment_due_at": payment_due_at,
-            "ids": [order_id for _, order_id, *_ in placed],
-            "buyer_ids": [sales[k].buyer_id for k, *_ in placed],
-            "placed_by_ids": [sales[k].user_id for k, *_ in placed],
-            "destination_codes": [sales[k].destination_code for k, *_ in placed],
-            "addresses": [sales[k].address for k, *_ in placed],
-            "contact_names": [sales[k].contact_name for k, *_ in placed],
-            "contact_phones": [sales[k].contact_phone for k, *_ in placed],
-            "notes": [sales[k].note for k, *_ in placed],
-            "goods": [goods for *_, goods in placed],
-            "logistics": [p[4] for p in placed],
+            "ids": [p.order_id for p in placed],
+            "buyer_ids": [sales[p.sale].buyer_id for p in placed],
+            "placed_by_ids": [sales[p.sale].user_id for p in placed],
+            "destination_codes": [sales[p.sale].destination_code for p in placed],
+            "addresses": [sales[p.sale].address for p in placed],
+            "contact_names": [sales[p.sale].contact_name for p in placed],
+            "contact_phones": [sales[p.sale].contact_phone for p in placed],
+            "notes": [sales[p.sale].note for p in placed],
+            "goods": [p.goods_fen for p in placed],
+            "logistics": [p.logistics_fen for p in placed],
             "fees": fees,
-            "totals": [p[6] + p[4] + fee for p, fee in zip(placed, fees, strict=True)],
+            "totals": [
+                p.goods_fen + p.logistics_fen + fee for p, fee in zip(placed, fees, strict=True)
+            ],
         },
     )
     await session.execute(
         _FULFILMENTS_MANY,
         {
             "cooperative_id": cooperative_id,
-            "ids": [p[2] for p in placed],
-            "order_ids": [p[1] for p in placed],
-            "goods": [p[6] for p in placed],
-            "logistics": [p[4] for p in placed],
-            "transit_days": [p[5] for p in placed],
+            "ids": [p.fulfilment_id for p in placed],
+            "order_ids": [p.order_id for p in placed],
+            "goods": [p.goods_fen for p in placed],
+            "logistics": [p.logistics_fen for p in placed],
+            "transit_days": [p.transit_days for p in placed],
         },
     )
     await session.execute(
@@ -656,10 +671,10 @@ async def place_agreed_orders(
             "title_zh": listing.title_zh,
             "unit_size": unit_size,
             "poor_share_bp": poor_share_bp,
-            "order_ids": [p[1] for p in placed],
-            "fulfilment_ids": [p[2] for p in placed],
-            "quantities": [sales[p[0]].quantity for p in placed],
-            "prices": [p[3] for p in placed],
+            "order_ids": [p.order_id for p in placed],
+            "fulfilment_ids": [p.fulfilment_id for p in placed],
+            "quantities": [sales[p.sale].quantity for p in placed],
+            "prices": [p.unit_price_fen for p in placed],
         },
     )
     due = payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M")
@@ -670,20 +685,20 @@ async def place_agreed_orders(
                 organisation_id=cooperative_id,
                 kind="order_placed",
                 subject_type="fulfilment",
-                subject_id=fulfilment_id,
+                subject_id=p.fulfilment_id,
                 context={
-                    "buyer": buyers[sales[k].buyer_id][1],
-                    "summary": f"{listing.title_zh} × {sales[k].quantity}",
-                    "order_ref": str(order_id)[:8],
-                    "destination": sales[k].destination_code,
+                    "buyer": buyers[sales[p.sale].buyer_id][1],
+                    "summary": f"{listing.title_zh} × {sales[p.sale].quantity}",
+                    "order_ref": str(p.order_id)[:8],
+                    "destination": sales[p.sale].destination_code,
                     "due": due,
                 },
             )
-            for k, order_id, fulfilment_id, *_ in placed
+            for p in placed
         ],
     )
-    for k, order_id, *_ in placed:
-        results[k] = PlacedOrder(order_id, payment_due_at)
+    for p in placed:
+        results[p.sale] = PlacedOrder(p.order_id, payment_due_at)
     return [result for result in results if result is not None]
 
 
