@@ -5,6 +5,7 @@ Stripe webhook."""
 from __future__ import annotations
 
 import io
+import logging
 import tempfile
 import uuid
 from typing import Annotated
@@ -48,12 +49,14 @@ from market.money.schemas import (
     TrialBalance,
     WebhookAck,
 )
+from market.orders import service as orders_service
 from market.organisations import service as organisations_service
 from market.pagination import PageDep
 from market.routing import MarketRoute
 from payments.base import WebhookRejected
 from payments.offline import PayoutRow, write_payout_file
 
+log = logging.getLogger("market.money")
 router = APIRouter(route_class=MarketRoute, tags=["payments"])
 MoneyMoving = Annotated[Claim | None, Depends(idempotent(required=True))]
 
@@ -149,8 +152,6 @@ async def order_payments(
     settings: SettingsDep,
 ) -> list[PaymentRead]:
     await organisations_service.buyer_access(session, principal, organisation_id, domain="orders")
-    from market.orders import service as orders_service
-
     order = await orders_service.get_order(session, order_id=order_id, buyer_id=organisation_id)
     return await _payment_reads(
         session, settings, await service.payments_of_order(session, order.id)
@@ -384,8 +385,6 @@ async def refund_payment(
     await organisations_service.require_platform_operator(session, principal)
     payment = await service.get_payment(session, payment_id=payment_id, lock=True)
     if body.fulfilment_id is not None:
-        from market.orders import service as orders_service
-
         await orders_service.get_fulfilment(
             session, fulfilment_id=body.fulfilment_id, order_id=payment.order_id
         )
@@ -556,12 +555,8 @@ class WebhookRefused(MarketError):
 async def _handle_soon(request: Request) -> None:
     """After the response: handle the stored events now rather than at the next worker
     round. A failure here is harmless: the worker handles what is left."""
-    import logging
-
     try:
         async with request.app.state.sessionmaker() as session, session.begin():
             await service.handle_events(session, request.app.state.payments)
     except Exception:
-        logging.getLogger("market.money").exception(
-            "handling webhook events failed; the worker retries"
-        )
+        log.exception("handling webhook events failed; the worker retries")
