@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from market.calendar import china_today
 from market.errors import MarketError
 from market.logistics import service as logistics_service
+from market.notifications import service as notifications_service
 from market.notifications.models import EmailOutbox, Notification
 from market.orders import service as orders_service
 from market.orders.models import Fulfilment, Order, OrderLine
@@ -173,7 +174,10 @@ async def written(session: AsyncSession, orders: dict[uuid.UUID, uuid.UUID]) -> 
     )
     for f in fulfilments:
         ids[str(f.id)] = f"<fulfilment of {ids[str(f.order_id)]}>"
-    skip = {"id", "created_at", "updated_at", "order_id", "fulfilment_id", "payment_due_at"}
+    skip = {
+        "id", "created_at", "updated_at", "order_id", "fulfilment_id", "payment_due_at",
+        "emailed_at",
+    }  # fmt: skip
 
     def fields(row: Any) -> dict[str, Any]:
         return {
@@ -202,6 +206,7 @@ async def written(session: AsyncSession, orders: dict[uuid.UUID, uuid.UUID]) -> 
         {"refs": list(ids)},
     )
     result["movements"] = [tuple(normal(v, ids) for v in m) for m in movements]
+    await notifications_service.write_emails(session)  # what the worker does next
     notifications = await session.scalars(
         select(Notification)
         .where(Notification.subject_id.in_([f.id for f in fulfilments]))

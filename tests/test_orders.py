@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import uuid
+from collections import Counter
 from typing import Any
 
 import httpx
-from sqlalchemy import func, select, text, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from market.db import create_sessionmaker
 from market.errors import Conflict
 from market.listings.models import Listing, StockMovement
 from market.orders import service as orders_service
@@ -507,12 +509,74 @@ async def test_order_events_reach_the_feeds_and_the_email_outbox(client, session
             self.sent.append((to, subject, body))
 
     outbox = Outbox()
+    assert await notifications_service.send_pending(session, outbox) == 0  # not rendered yet
+    assert await notifications_service.write_emails(session) == 2  # the worker's next step
+    assert await notifications_service.write_emails(session) == 0
     assert await notifications_service.send_pending(session, outbox) == 2
     to, subject, body = outbox.sent[-1]
     assert to == supply.owner.email
     assert subject.startswith("[农商桥] 订单已付款")
     assert "王建国" not in body and supply.owner.display_name in body
     assert await notifications_service.send_pending(session, outbox) == 0
+
+
+async def test_emails_go_to_the_members_at_rendering_and_two_workers_write_each_once(
+    engine, committing_session
+):
+    """The worker renders a notification's e-mails for the organisation's owners and staff
+    as they are then (not viewers, not someone removed meanwhile); two workers claiming at
+    once never write an e-mail twice."""
+    from market.notifications import service as notifications_service
+    from market.notifications.models import EmailOutbox
+    from market.organisations.models import Membership
+    from tests.factories import add_member, make_org, make_user
+
+    session = committing_session
+    owner = await make_user(session, name="赵会计")
+    staff, viewer, leaver = [await make_user(session) for _ in range(3)]
+    organisations = [await make_org(session, owner=owner) for _ in range(30)]
+    first = organisations[0]
+    await add_member(session, first, staff, "staff")
+    await add_member(session, first, viewer, "viewer")
+    await add_member(session, first, leaver, "staff")
+    await notifications_service.notify_many(
+        session,
+        [
+            notifications_service.Draft(
+                organisation_id=o.id,
+                kind="bid_expired",
+                subject_type="bid",
+                subject_id=uuid.uuid4(),
+                context={"title": "靖远枸杞 特级"},
+            )
+            for o in organisations
+        ],
+    )
+    await session.execute(
+        delete(Membership).where(
+            Membership.organisation_id == first.id, Membership.user_id == leaver.id
+        )
+    )
+    await session.commit()
+
+    maker = create_sessionmaker(engine)
+
+    async def worker() -> int:
+        async with maker() as s, s.begin():
+            return await notifications_service.write_emails(s, limit=20)
+
+    handled = await asyncio.gather(worker(), worker())
+    assert sorted(handled) == [10, 20]  # 30 notifications: none claimed by both
+    async with maker() as s, s.begin():
+        assert await notifications_service.write_emails(s, limit=20) == 0
+    emails = (
+        await session.execute(select(EmailOutbox.to_address, EmailOutbox.body_text))
+    ).all()
+    addresses = Counter(to for to, _ in emails)
+    assert addresses[owner.email] == 30 and addresses[staff.email] == 1
+    assert viewer.email not in addresses and leaver.email not in addresses
+    assert len(emails) == 31  # each once
+    assert any("赵会计，您好" in body and "靖远枸杞 特级" in body for _, body in emails)
 
 
 # ---------------------------------------------------------------- disputes

@@ -48,6 +48,11 @@ class Notification(IdMixin, Base):
             "organisation_id",
             postgresql_where=text("read_at IS NULL"),
         ),
+        Index(
+            "ix_notification_unemailed",
+            "created_at",
+            postgresql_where=text("emailed_at IS NULL"),
+        ),
     )
 
     organisation_id: Mapped[uuid.UUID] = mapped_column(
@@ -61,11 +66,15 @@ class Notification(IdMixin, Base):
     created_at: Mapped[dt.datetime] = mapped_column(server_default=text("clock_timestamp()"))
     read_at: Mapped[dt.datetime | None]
     read_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"))
+    emailed_at: Mapped[dt.datetime | None] = mapped_column(
+        doc="when the worker rendered its e-mails into the outbox (None: still to do)"
+    )
 
 
 class EmailOutbox(IdMixin, CreatedAtMixin, Base):
-    """An e-mail rendered when its notification was written, sent later by the worker through
-    the configured transport (the default writes it to the log)."""
+    """An e-mail rendered by the worker from a notification, to one member of its
+    organisation, then sent through the configured transport (the default writes it to the
+    log)."""
 
     __tablename__ = "email_outbox"
     __table_args__ = (

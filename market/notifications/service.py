@@ -1,6 +1,7 @@
-"""Notifications: written in the transaction of what they report, one per organisation, with
-an e-mail per owner and staff member rendered at once into the outbox; the worker sends the
-e-mails through a transport (the default writes them to the log)."""
+"""Notifications: written in the transaction of what they report, one per organisation. The
+worker then renders an e-mail per owner and staff member into the outbox (`write_emails`) and
+sends the outbox through a transport (the default writes them to the log), so that an action
+that tells thousands of organisations (an auction's clearing) writes only their feed rows."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from jinja2 import Environment, StrictUndefined, Template, nodes
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ARRAY, Uuid, any_, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.db import utcnow
@@ -114,7 +115,7 @@ async def notify(
     subject_id: uuid.UUID,
     context: dict[str, Any],
 ) -> uuid.UUID:
-    """Record a notification and render its e-mail to each owner and staff member; its id."""
+    """Record a notification (its e-mails follow from the worker); its id."""
     [notification_id] = await notify_many(
         session, [Draft(organisation_id, kind, subject_type, subject_id, context)]
     )
@@ -135,8 +136,7 @@ class Draft:
 
 @dataclass(frozen=True)
 class _Written:
-    """What the e-mail template sees of a notification written by `notify_many` (the fields
-    of the row, without the database defaults)."""
+    """What the e-mail template sees of a notification."""
 
     id: uuid.UUID
     organisation_id: uuid.UUID
@@ -239,9 +239,8 @@ def _email_renderer() -> _Renderer:
 
 
 async def notify_many(session: AsyncSession, drafts: Sequence[Draft]) -> list[uuid.UUID]:
-    """`notify` for many notifications at once, in a few statements: the same rows (one
-    notification per draft, in the given order, and the e-mail of each to every owner and
-    staff member of its organisation, rendered from the same templates). Returns their ids."""
+    """`notify` for many notifications at once, in one statement: one notification per draft,
+    in the given order (their e-mails follow from the worker). Returns their ids."""
     if not drafts:
         return []
     rendered: list[tuple[str, str]] = []
@@ -249,9 +248,6 @@ async def notify_many(session: AsyncSession, drafts: Sequence[Draft]) -> list[uu
         title_renderer, body_renderer = _renderers(draft.kind)
         rendered.append((title_renderer.render(draft.context), body_renderer.render(draft.context)))
     ids = [uuid.uuid4() for _ in drafts]
-    members = await organisations_service.members_of(
-        session, (d.organisation_id for d in drafts), roles=("owner", "staff")
-    )
     await session.execute(
         _NOTIFY_MANY,
         {
@@ -264,6 +260,37 @@ async def notify_many(session: AsyncSession, drafts: Sequence[Draft]) -> list[uu
             "subject_ids": [d.subject_id for d in drafts],
         },
     )
+    return ids
+
+
+async def write_emails(session: AsyncSession, *, limit: int = 1000) -> int:
+    """Render the e-mails of notifications not yet e-mailed into the outbox: one per owner and
+    staff member of the organisation at this moment (a member who left is not written to),
+    the oldest notifications first, claimed with SKIP LOCKED so that workers share the work.
+    Returns how many notifications were handled."""
+    claimed = (
+        await session.execute(
+            select(
+                Notification.id,
+                Notification.organisation_id,
+                Notification.kind,
+                Notification.title,
+                Notification.body,
+                Notification.subject_type,
+                Notification.subject_id,
+            )
+            .where(Notification.emailed_at.is_(None))
+            .order_by(Notification.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not claimed:
+        return 0
+    notifications = [_Written(*row) for row in claimed]
+    members = await organisations_service.members_of(
+        session, (n.organisation_id for n in notifications), roles=("owner", "staff")
+    )
     email = _email_renderer()
     outbox: dict[str, list[Any]] = {
         "notification_ids": [],
@@ -271,36 +298,32 @@ async def notify_many(session: AsyncSession, drafts: Sequence[Draft]) -> list[uu
         "subjects": [],
         "bodies": [],
     }
-    for draft, notification_id, (title, body) in zip(drafts, ids, rendered, strict=True):
-        recipients = members.get(draft.organisation_id)
-        if not recipients:
-            continue
-        written = _Written(
-            notification_id,
-            draft.organisation_id,
-            draft.kind,
-            title,
-            body,
-            draft.subject_type,
-            draft.subject_id,
-        )
-        for user in recipients:
-            outbox["notification_ids"].append(notification_id)
-            outbox["to_addresses"].append(user.email)
-            outbox["subjects"].append(f"[农商桥] {title}")
+    for notification in notifications:
+        for member in members.get(notification.organisation_id, ()):
+            outbox["notification_ids"].append(notification.id)
+            outbox["to_addresses"].append(member.email)
+            outbox["subjects"].append(f"[农商桥] {notification.title}")
             outbox["bodies"].append(
                 email.render(
                     {
-                        "name": user.display_name,
-                        "title": title,
-                        "body": body,
-                        "notification": written,
+                        "name": member.display_name,
+                        "title": notification.title,
+                        "body": notification.body,
+                        "notification": notification,
                     }
                 )
             )
     if outbox["notification_ids"]:
         await session.execute(_EMAIL_MANY, outbox)
-    return ids
+    await session.execute(
+        update(Notification)
+        .where(
+            Notification.id
+            == any_(bindparam("ids", [n.id for n in notifications], type_=ARRAY(Uuid)))
+        )
+        .values(emailed_at=func.now())
+    )
+    return len(notifications)
 
 
 async def list_notifications(

@@ -1,4 +1,4 @@
-"""Sending the e-mail outbox in the background."""
+"""Rendering notifications into the e-mail outbox and sending it, in the background."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ async def run(
     stop = stop or asyncio.Event()
     while not stop.is_set():
         try:
+            while True:
+                async with sessionmaker() as session, session.begin():
+                    written = await service.write_emails(session)
+                if written == 0:
+                    break
             while True:
                 async with sessionmaker() as session, session.begin():
                     sent = await service.send_pending(session, transport)

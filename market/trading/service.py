@@ -505,7 +505,9 @@ async def clear_auction(
             )
             .where(Bid.listing_id == listing_id, Bid.kind == "auction", Bid.status == "open")
             .order_by(Bid.seq)
-            .with_for_update()
+            # no row locks: placing and withdrawing an auction bid take the listing's lock,
+            # which this clearing holds (locking thousands of bids only to update them
+            # again costs a write per bid)
         )
     ).all()
     offered = listing.quantity_available
