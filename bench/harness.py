@@ -55,7 +55,7 @@ class Options:
     connections: int = 32  # listing-read: concurrent connections of the load generator
     listings: int = 100_000  # search: generated listing documents (targets: 1,000,000)
     buyers: int = 50  # trading: concurrent buyers (and listings of the spread side)
-    bids: tuple[int, ...] = (200, 1000)  # trading: sealed bids per auction cleared
+    bids: tuple[int, ...] = (1000, 5000, 20000)  # trading: sealed bids per auction cleared
     statement_lines: int = 100_000  # statement: lines per imported bank statement
     payments: int = 1000  # statement: pending bank-transfer payments the lines pay
 

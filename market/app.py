@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -88,6 +89,16 @@ def build_payments(settings: Settings) -> dict[str, PaymentProviderProtocol]:
     return providers
 
 
+def freeze_startup_objects() -> None:
+    """Put what start-up made (modules, ORM mappers, compiled statements and templates) beyond
+    the garbage collector: it lives as long as the process, and otherwise every full
+    collection walks all of it again. A job that allocates many objects (the clearing of an
+    auction of thousands of bids) triggers several of those and spent about a fifth of its
+    time in them (measured with `python -m bench trading`)."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(
     settings: Settings,
     *,
@@ -156,6 +167,7 @@ def create_app(
                         name="money",
                     ),
                 ]
+            freeze_startup_objects()
             yield
         finally:
             if stop is not None:

@@ -614,7 +614,7 @@ def worker() -> None:
     confirm silent deliveries, send notification e-mails, handle payment webhooks, capture,
     refund, settle and reconcile payments. Any number
     may run side by side; turn the server's own loops off with MARKET_WORKER=false."""
-    from market.app import build_payments
+    from market.app import build_payments, freeze_startup_objects
     from market.listing_search import tasks as search_tasks
     from market.money import tasks as money_tasks
     from market.notifications import tasks as notifications_tasks
@@ -634,6 +634,7 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         async with _search_sync(settings, db.url) as (sessionmaker, search):
             err.print(f"search worker running ({search.name}); stop with Ctrl-C", highlight=False)
+            freeze_startup_objects()
             await asyncio.gather(
                 search_tasks.run(
                     sessionmaker, search, interval=settings.search_worker_interval_s, stop=stop

@@ -569,9 +569,7 @@ async def test_emails_go_to_the_members_at_rendering_and_two_workers_write_each_
     assert sorted(handled) == [10, 20]  # 30 notifications: none claimed by both
     async with maker() as s, s.begin():
         assert await notifications_service.write_emails(s, limit=20) == 0
-    emails = (
-        await session.execute(select(EmailOutbox.to_address, EmailOutbox.body_text))
-    ).all()
+    emails = (await session.execute(select(EmailOutbox.to_address, EmailOutbox.body_text))).all()
     addresses = Counter(to for to, _ in emails)
     assert addresses[owner.email] == 30 and addresses[staff.email] == 1
     assert viewer.email not in addresses and leaver.email not in addresses

@@ -13,10 +13,10 @@ from functools import lru_cache
 from typing import Any, Protocol
 
 from jinja2 import Environment, StrictUndefined, Template, nodes
-from sqlalchemy import ARRAY, Uuid, any_, bindparam, func, select, text, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from market.db import utcnow
+from market.db import among, new_ids, utcnow
 from market.errors import NotFound
 from market.notifications.models import EmailOutbox, Notification
 from market.organisations import service as organisations_service
@@ -247,7 +247,7 @@ async def notify_many(session: AsyncSession, drafts: Sequence[Draft]) -> list[uu
     for draft in drafts:
         title_renderer, body_renderer = _renderers(draft.kind)
         rendered.append((title_renderer.render(draft.context), body_renderer.render(draft.context)))
-    ids = [uuid.uuid4() for _ in drafts]
+    ids = new_ids(len(drafts))
     await session.execute(
         _NOTIFY_MANY,
         {
@@ -317,10 +317,7 @@ async def write_emails(session: AsyncSession, *, limit: int = 1000) -> int:
         await session.execute(_EMAIL_MANY, outbox)
     await session.execute(
         update(Notification)
-        .where(
-            Notification.id
-            == any_(bindparam("ids", [n.id for n in notifications], type_=ARRAY(Uuid)))
-        )
+        .where(Notification.id == among(n.id for n in notifications))
         .values(emailed_at=func.now())
     )
     return len(notifications)

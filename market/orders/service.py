@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from market.calendar import CHINA, china_today
 from market.catalog import service as catalog_service
 from market.config import Settings
-from market.db import utcnow
+from market.db import among, new_ids, utcnow
 from market.errors import Conflict, Invalid, MarketError, NotFound
 from market.listings import service as listings_service
 from market.logistics import service as logistics_service
@@ -492,7 +492,7 @@ async def place_agreed_orders(
         organisation_id: (status, name)
         for organisation_id, status, name in await session.execute(
             select(Organisation.id, Organisation.verification_status, Organisation.name_zh).where(
-                Organisation.id.in_({s.buyer_id for s in sales})
+                Organisation.id == among({s.buyer_id for s in sales})
             )
         )
     }
@@ -547,6 +547,7 @@ async def place_agreed_orders(
     # it would leave it
     available, reserved = listing.quantity_available, listing.quantity_reserved
     placed: list[_Priced] = []
+    fresh_ids = iter(new_ids(2 * len(sales)))
     for k, sale in enumerate(sales):
         if results[k] is not None:
             continue
@@ -595,8 +596,8 @@ async def place_agreed_orders(
         placed.append(
             _Priced(
                 sale=k,
-                order_id=uuid.uuid4(),
-                fulfilment_id=uuid.uuid4(),
+                order_id=next(fresh_ids),
+                fulfilment_id=next(fresh_ids),
                 unit_price_fen=unit_price,
                 logistics_fen=logistics_service.freight_fen(rate, weight, km),
                 transit_days=days,

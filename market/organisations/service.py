@@ -8,13 +8,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ARRAY, Uuid, any_, bindparam, delete, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.accounts import security
 from market.accounts import service as accounts_service
 from market.accounts.models import User
-from market.db import utcnow
+from market.db import among, utcnow
 from market.deps import Principal
 from market.errors import Conflict, Forbidden, Invalid, NotFound
 from market.organisations import states
@@ -328,8 +328,7 @@ async def members_of(
     session: AsyncSession, organisation_ids: Iterable[uuid.UUID], *, roles: tuple[str, ...]
 ) -> dict[uuid.UUID, list[Member]]:
     """The users holding one of `roles` in each organisation, in list_members' order, in one
-    query (e.g. the recipients of many notifications at once). The ids go as one array
-    parameter: thousands of organisations (an auction's bidders) make one bind, not thousands."""
+    query (e.g. the recipients of many notifications at once)."""
     ids = list(set(organisation_ids))
     if not ids:
         return {}
@@ -337,7 +336,7 @@ async def members_of(
         select(Membership.organisation_id, User.id, User.email, User.display_name)
         .join(User, User.id == Membership.user_id)
         .where(
-            Membership.organisation_id == any_(bindparam("ids", ids, type_=ARRAY(Uuid))),
+            Membership.organisation_id == among(ids),
             Membership.role.in_(roles),
         )
         .order_by(Membership.organisation_id, Membership.created_at, User.email)

@@ -465,6 +465,7 @@ UPDATE bid
               CAST(:decided_at AS timestamptz[]))
        AS d(id, status, filled_quantity, order_id, outcome_reason, decided_at)
  WHERE bid.id = d.id
+   AND bid.listing_id = :listing_id  -- the auction's bids only, not a scan of every bid
 """)
 
 
@@ -614,7 +615,7 @@ async def clear_auction(
         for name, value in zip(("filled", "order_ids", "reasons", "decided_at"), row, strict=True):
             decided[name].append(value)
     if bids:
-        await session.execute(_BIDS_DECIDED, decided)
+        await session.execute(_BIDS_DECIDED, {**decided, "listing_id": listing_id})
         _sync_loaded_bids(session, decided)
     await notifications_service.notify_many(session, drafts)
     # the auction is over: what nobody won leaves the listing, which closes
