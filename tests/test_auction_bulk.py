@@ -230,8 +230,9 @@ async def written(session: AsyncSession, orders: dict[uuid.UUID, uuid.UUID]) -> 
 
 async def test_bulk_orders_are_what_place_order_makes(client, session):
     """One auction cleared set-based, then (rolled back) its winners placed one by one through
-    place_order, as the clearing did before: the same orders, fulfilments, lines, stock
-    movements, notifications and e-mails, and the same winners refused for the same reason."""
+    place_order, as the clearing did before: the same orders, fulfilments, lines and stock
+    movements, and the same winners refused for the same reason; the cooperative gets one
+    notification about the clearing instead of one per order."""
     far = await far_county(session)
     supply = await make_supply(session, product={"shelf_life_days": 540})
     # shelf life: enough for Beijing, not for the far county (goods must arrive fresh)
@@ -329,6 +330,13 @@ async def test_bulk_orders_are_what_place_order_makes(client, session):
     for k in bulk_refused:
         assert "could not be placed" in told[placed[k]]
         assert bids[placed[k]].decided_at is not None
+    # the cooperative hears once, about the whole clearing, not once per order
+    [cleared] = await session.scalars(
+        select(Notification).where(Notification.organisation_id == supply.cooperative.id)
+    )
+    assert (cleared.kind, cleared.subject_id) == ("auction_cleared", listing_id)
+    assert "9 个出价，5 位买家中标，成交 28" in cleared.body
+    assert "未成交的 12 不再出售" in cleared.body
     await savepoint.rollback()
 
     # one by one through place_order, each in a savepoint, as the clearing did before
@@ -368,7 +376,12 @@ async def test_bulk_orders_are_what_place_order_makes(client, session):
     assert refused == bulk_refused and set(refused) == {1, 2}
     assert "Not suitable for this destination" in refused[1]
     assert "not verified" in refused[2]
-    assert await written(session, one_by_one) == bulk
+    # the same rows, but for place_order's per-order notification to the cooperative
+    by_one = await written(session, one_by_one)
+    told_cooperative = by_one.pop("notifications")
+    assert [n["kind"] for n, _ in told_cooperative] == ["order_placed"] * 5
+    assert bulk.pop("notifications") == []
+    assert by_one == bulk
     assert statuses == [
         ("won", 6),
         ("lost", 0),

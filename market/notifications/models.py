@@ -32,6 +32,7 @@ KINDS = (
     "refund_paid",
     "settled",
     "payout_scheduled",
+    "auction_cleared",
 )
 
 

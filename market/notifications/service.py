@@ -68,6 +68,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "「{{ title }}」：成交 {{ quantity }}，单价 {{ price }}。",
     ),
     "auction_lost": ("竞拍未成交 Auction lost", "「{{ title }}」：{{ reason }}。"),
+    "auction_cleared": (
+        "拍卖已结束 Auction cleared",
+        "「{{ title }}」拍卖已结束：{{ bids }} 个出价，{{ winners }} 位买家中标"
+        "{% if winners %}，成交 {{ quantity }}，货款 {{ revenue }}，买家须在 {{ due }} 前付款"
+        "{% endif %}。{% if unsold %}未成交的 {{ unsold }} 不再出售。{% endif %}",
+    ),
     "dispute_opened": ("买家发起纠纷 Dispute opened", "订单 {{ order_ref }}：{{ reason }}。"),
     "dispute_answered": ("卖家已回复纠纷 Dispute answered", "订单 {{ order_ref }}：{{ answer }}。"),
     "dispute_decided": ("平台已裁决纠纷 Dispute decided", "订单 {{ order_ref }}：{{ decision }}。"),

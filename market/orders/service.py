@@ -482,10 +482,12 @@ async def place_agreed_orders(
 
     Each order gets exactly what `place_order(…, source=source, prices={listing: price})`
     gives it: the goods at the agreed price, freight and transit for its destination, the
-    platform fee, the payment deadline, the line with the lot's poor share frozen, the
-    `order_placed` notification to the cooperative, and its own `reserve` movement. The
-    caller holds the listing's row lock (as a clearing does), so that nothing moves the stock
-    in between."""
+    platform fee, the payment deadline, the line with the lot's poor share frozen and its own
+    `reserve` movement. Unlike `place_order`, it does not send the cooperative an
+    `order_placed` notification per order: the caller tells the cooperative once about all
+    of them (an auction of thousands of winners is one event to the seller, not thousands of
+    e-mails). The caller holds the listing's row lock (as a clearing does), so that nothing
+    moves the stock in between."""
     if not sales:
         return []
     buyers = {
@@ -677,26 +679,6 @@ async def place_agreed_orders(
             "quantities": [sales[p.sale].quantity for p in placed],
             "prices": [p.unit_price_fen for p in placed],
         },
-    )
-    due = payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M")
-    await notifications_service.notify_many(
-        session,
-        [
-            notifications_service.Draft(
-                organisation_id=cooperative_id,
-                kind="order_placed",
-                subject_type="fulfilment",
-                subject_id=p.fulfilment_id,
-                context={
-                    "buyer": buyers[sales[p.sale].buyer_id][1],
-                    "summary": f"{listing.title_zh} × {sales[p.sale].quantity}",
-                    "order_ref": str(p.order_id)[:8],
-                    "destination": sales[p.sale].destination_code,
-                    "due": due,
-                },
-            )
-            for p in placed
-        ],
     )
     for p in placed:
         results[p.sale] = PlacedOrder(p.order_id, payment_due_at)

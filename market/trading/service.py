@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
-from market.calendar import china_today
+from market.calendar import CHINA, china_today
 from market.db import utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.listings import service as listings_service
@@ -617,6 +617,29 @@ async def clear_auction(
     if bids:
         await session.execute(_BIDS_DECIDED, {**decided, "listing_id": listing_id})
         _sync_loaded_bids(session, decided)
+    # the cooperative hears once about the whole clearing (its orders are in its feed of
+    # orders), the buyers each about their own bid
+    due = next(
+        (o.payment_due_at for o in placed.values() if isinstance(o, orders_service.PlacedOrder)),
+        None,
+    )
+    drafts.append(
+        notifications_service.Draft(
+            organisation_id=listing.cooperative_id,
+            kind="auction_cleared",
+            subject_type="listing",
+            subject_id=listing_id,
+            context={
+                "title": listing.title_zh,
+                "bids": len(bids),
+                "winners": won,
+                "quantity": allocated,
+                "revenue": _yuan(revenue),
+                "due": due.astimezone(CHINA).strftime("%m-%d %H:%M") if due else "",
+                "unsold": offered - allocated,
+            },
+        )
+    )
     await notifications_service.notify_many(session, drafts)
     # the auction is over: what nobody won leaves the listing, which closes
     cooperative = await organisations_service.get_organisation(
