@@ -15,6 +15,7 @@ from market.api import TAGS, include_routers
 from market.config import PaymentProvider, SearchBackend, Settings
 from market.db import create_engine, create_sessionmaker
 from market.errors import StartupError, install_error_handlers
+from market.listing_search import router as listing_search_router
 from market.listing_search import service as listing_search_service
 from market.listing_search import tasks as search_tasks
 from market.listings.router import create_read_pool, install_fast_routes
@@ -201,9 +202,11 @@ def create_app(
     app.state.payments = None
     app.state.before_commit = listing_search_service.index_own_changes
     app.state.read_pool = None
+    app.state.search_reference = None  # category and region names, read on first search
     install_error_handlers(app)
     include_routers(app)
     install_fast_routes(app)
+    listing_search_router.install_fast_routes(app)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_body_bytes,

@@ -41,7 +41,9 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
-def get_settings_dep(request: Request) -> Settings:
+# Dependencies that only read app state are `async def`: FastAPI runs a plain `def` dependency
+# in a worker thread, a thread hop per request for nothing.
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -49,12 +51,12 @@ def get_settings_dep(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 
 
-def get_search(request: Request) -> ListingSearch:
+async def get_search(request: Request) -> ListingSearch:
     engine: ListingSearch = request.app.state.search
     return engine
 
 
-def get_payments(request: Request) -> Mapping[str, PaymentProvider]:
+async def get_payments(request: Request) -> Mapping[str, PaymentProvider]:
     """The configured payment providers by name ("offline", and "stripe" when configured)."""
     providers: Mapping[str, PaymentProvider] = request.app.state.payments
     return providers

@@ -395,6 +395,49 @@ async def test_facets_cursor_and_suggest(client, session):
     assert (await client.get("/search/suggest", params={"q": ""})).status_code == 422
 
 
+async def test_search_fast_route_answers_as_the_fastapi_route(
+    client, session, connection, settings, engine
+):
+    """The plain Starlette route in front of GET /search/listings answers byte for byte what
+    the FastAPI route (kept for the OpenAPI document) answers: hits, facets with labels,
+    distances, cursors, and the same problems for bad parameters."""
+    from tests.conftest import build_app
+    from tests.test_listings import _without_request_id, drop_plain_route
+
+    supply = await make_supply(session, poor_grams=600_000)
+    for price in (900, 1800, 2500):
+        await make_listing(session, supply, unit_price_fen=price, price_tiers=[])
+    await session.flush()
+    await sync.index_own_changes(session, client._transport.app.state.search)  # type: ignore[attr-defined]
+
+    app = build_app(settings, _rolled_back_maker(connection), engine, connection)
+    drop_plain_route(app, "/search/listings")
+    first = await search(client, q="枸杞", limit=2, sort="price_asc")
+    cases: list[dict[str, Any]] = [
+        {"q": "枸杞", "facets": "true", "destination": "110105"},
+        {"q": "gouqi", "sort": "distance", "near": "39.9042,116.4074", "limit": "1"},
+        {"q": "枸杞", "limit": "2", "sort": "price_asc", "cursor": first["next_cursor"]},
+        {"q": "wolfbery", "certification": "organic", "poverty_only": "1"},
+        {"region": "620000", "price_min": "1000", "price_max": "3000", "facets": "TRUE"},
+        {"colour": "red"},
+        {"limit": "101", "sort": "cheapest"},
+        {"destination": "999999"},
+        {"sort": "distance"},
+        {"q": "枸杞", "sort": "newest", "cursor": first["next_cursor"]},
+        {"price_min": "abc"},
+    ]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as fastapi:
+        for params in cases:
+            fast = await client.get("/search/listings", params=params)
+            slow = await fastapi.get("/search/listings", params=params)
+            assert _without_request_id(fast) == _without_request_id(slow), params
+            if fast.status_code == 200:
+                assert fast.content == slow.content, params
+    facets = (await search(client, q="枸杞", facets="true"))["facets"]
+    assert facets["province"] == [{"value": "620000", "label": "甘肃省", "count": 3}]
+
+
 async def test_a_listing_of_an_unverified_cooperative_is_never_found(client, session):
     supply = await make_supply(session)
     body = listing_body(supply)
