@@ -491,9 +491,9 @@ async def place_agreed_orders(
     if not sales:
         return []
     buyers = {
-        organisation_id: (status, name)
-        for organisation_id, status, name in await session.execute(
-            select(Organisation.id, Organisation.verification_status, Organisation.name_zh).where(
+        organisation_id: status
+        for organisation_id, status in await session.execute(
+            select(Organisation.id, Organisation.verification_status).where(
                 Organisation.id == among({s.buyer_id for s in sales})
             )
         )
@@ -502,7 +502,7 @@ async def place_agreed_orders(
     for k, sale in enumerate(sales):
         if sale.buyer_id not in buyers:
             results[k] = NotFound("No such organisation.")
-        elif buyers[sale.buyer_id][0] != "verified":
+        elif buyers[sale.buyer_id] != "verified":
             results[k] = Conflict(
                 "Your organisation is not verified by the platform yet; orders open once it is.",
                 code="buyer_not_verified",
