@@ -843,8 +843,8 @@ def report(
         "half the saturating rate. http sat/s = the saturating rate, closed loop with "
         f"{options.connections} connections for --duration/2 s per class; http ms = the paced "
         "load at half of it: fixed inter-arrival times over as many keep-alive connections, "
-        "from writing the request to the last byte of the answer (with facets the app also "
-        f"reads category and province names). ok/no: http p95 ≤ {TARGET_HTTP_RATIO:g}× the "
+        "from writing the request to the last byte of the answer. ok/no: http p95 ≤ "
+        f"{TARGET_HTTP_RATIO:g}× the "
         "in-db p95."
     )
     out.print(table)

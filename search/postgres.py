@@ -649,14 +649,17 @@ class PostgresSearch:
 
             if sort == "relevance":
                 # One pass over the newest matches: they are found and sorted without their
-                # rows (ctid, published_at, id), cut to `scan`, then fetched by ctid, ranked,
+                # rows (ctid, published_at, id), then fetched one by one by ctid, ranked,
                 # numbered (n) and kept without their tsvectors; the first rank_window are the
                 # candidates, and the same rows give the count (one past count_limit) and the
-                # facets. Finding them is planned for PLAN_WINDOW matches (k0), but only
-                # `scan` are fetched: planned as 4,000 rows to fetch, a small table was read
-                # whole into a hash join by ctid and 4,000 rows sorted on disk (85 ms at
-                # 20,000 listings; 1.5 ms since). (With a count_limit past the window, the
-                # rows beyond it are ranked for nothing.)
+                # facets. Reading stops after `scan` rows (the run condition on n), though the
+                # statement is planned for PLAN_WINDOW. The fetch is a LATERAL subquery that
+                # cannot be flattened (OFFSET 0): a join the planner could choose read a small
+                # table whole into a hash join by ctid and sorted 4,000 rows on disk (85 ms for
+                # a common word at 20,000 listings), and cutting to `scan` before the join made
+                # it plan the search itself for 501 rows (the published_at scan for `靖远 红枣`,
+                # 1 s at 1,000,000). (With a count_limit past the window, the rows beyond it
+                # are ranked for nothing.)
                 scan = max(self.rank_window, self.count_limit + 1)
                 extra = f", {_FACET_COLUMNS}" if query.facets else ""
                 window = (
@@ -664,11 +667,11 @@ class PostgresSearch:
                     "FROM (SELECT k_at, k_id, l.id, title_zh, unit_price_fen, l.published_at, "
                     f"coalesce(poor_share_bp, -1) AS poor_share, {distance} AS distance_km"
                     f"{extra}, CAST(ts_rank_cd(terms, {_tsquery(analysed)}) AS double precision) "
-                    "AS rank FROM (SELECT * FROM (SELECT ctid AS k_tid, published_at AS k_at, "
-                    f"id AS k_id FROM search_listing WHERE {condition} "
-                    f"ORDER BY published_at DESC, id LIMIT {max(int(scan), PLAN_WINDOW)}) AS k0 "
-                    f"ORDER BY k_at DESC, k_id LIMIT {int(scan)}) AS k JOIN search_listing AS l "
-                    f"ON l.ctid = k.k_tid) AS r) AS x WHERE n <= {int(scan)}"
+                    "AS rank FROM (SELECT ctid AS k_tid, published_at AS k_at, id AS k_id "
+                    f"FROM search_listing WHERE {condition} ORDER BY published_at DESC, id "
+                    f"LIMIT {max(int(scan), PLAN_WINDOW)}) AS k CROSS JOIN LATERAL (SELECT * "
+                    "FROM search_listing AS l WHERE l.ctid = k.k_tid OFFSET 0) AS l) AS r) AS x "
+                    f"WHERE n <= {int(scan)}"
                 )
                 facets_sql = _facet_counts("w", self.count_limit) if query.facets else "NULL"
                 sql = (
