@@ -314,6 +314,11 @@ async def populate(maker: async_sessionmaker[AsyncSession], options: Options, ba
     for supply, size in zip(auction_supplies, sizes, strict=True):
         auctions.append(await make_auction(maker, supply, bidders, size))
         bar.update(task, advance=1)
+    async with maker() as session:
+        # statistics as a running database has them (autovacuum would analyse these tables
+        # in a minute or so): tens of thousands of organisations and bids were just written
+        await session.execute(text("ANALYZE"))
+        await session.commit()
     return Setup(buyers, hot, spread, race, auctions[1:], auctions[0])
 
 
