@@ -96,7 +96,6 @@ async def search_listings(
 
 async def answer(app: Any, params: SearchParams, search: ListingSearch) -> SearchResults:
     """The search as the API answers it (both routes of GET /search/listings)."""
-    reference = await Reference.of(app)
     near: GeoPoint | None = None
     if params.near is not None:
         latitude, longitude = (float(x) for x in params.near.split(","))
@@ -104,7 +103,7 @@ async def answer(app: Any, params: SearchParams, search: ListingSearch) -> Searc
             raise Invalid.field("near", "Latitude must be within ±90 and longitude ±180.")
         near = GeoPoint(latitude, longitude)
     elif params.destination is not None:
-        near = reference.point(params.destination, field="destination")
+        near = (await Reference.of(app)).point(params.destination, field="destination")
     if near is None and (params.sort == "distance" or params.max_km is not None):
         field = "sort" if params.sort == "distance" else "max_km"
         raise Invalid.field(field, "Give a destination (or near) to sort or filter by distance.")
@@ -143,6 +142,7 @@ async def answer(app: Any, params: SearchParams, search: ListingSearch) -> Searc
         raise SearchUnavailable("Search is unavailable right now; please try again.") from exc
     facets: dict[str, list[FacetValue]] = {}
     if result.facets:
+        reference = await Reference.of(app)
         labels = {
             "category": reference.categories,
             "province": reference.region_names,
