@@ -189,10 +189,8 @@ class Reference:
                 regions = await regions_service.points(session)
             reference = cls(
                 categories={c.code: c.name_zh for c in categories},
-                region_names={code: name for code, (name, _) in regions.items()},
-                region_points={
-                    code: GeoPoint(float(p[0]), float(p[1])) for code, (_, p) in regions.items()
-                },
+                region_names={code: name for code, (name, _, _) in regions.items()},
+                region_points={code: GeoPoint(lat, lon) for code, (_, lat, lon) in regions.items()},
                 read_at=time.monotonic(),
             )
             app.state.search_reference = reference

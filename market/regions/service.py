@@ -7,7 +7,6 @@ import io
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from sqlalchemy import ColumnElement, case, false, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -70,13 +69,13 @@ async def names(session: AsyncSession, codes: Iterable[str]) -> dict[str, str]:
     return {code: name for code, name in rows}
 
 
-async def points(session: AsyncSession) -> dict[str, tuple[str, tuple[Decimal, Decimal]]]:
-    """Every region's Chinese name and (latitude, longitude), by code: the gazetteer, a few
+async def points(session: AsyncSession) -> dict[str, tuple[str, float, float]]:
+    """Every region's Chinese name, latitude and longitude, by code: the gazetteer, a few
     thousand rows, for callers that keep it in memory."""
     rows = await session.execute(
         select(Region.code, Region.name_zh, Region.latitude, Region.longitude)
     )
-    return {code: (name, (latitude, longitude)) for code, name, latitude, longitude in rows}
+    return {code: (name, float(lat), float(lon)) for code, name, lat, lon in rows}
 
 
 async def path_names(session: AsyncSession, region: Region) -> list[str]:

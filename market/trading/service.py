@@ -583,11 +583,15 @@ async def clear_auction(
                     },
                 )
             )
-        elif order is not None:
-            # a winner who cannot buy (no longer verified, goods would spoil on the way)
-            # loses, and is told why; the units stay with the listing
+        else:
+            # a loser, or a winner who cannot buy (no longer verified, goods would spoil on
+            # the way): told why; the units stay with the listing
             event = "lose"
-            reason = f"Won, but the order could not be placed: {order}"
+            reason = (
+                outcome.reason
+                if order is None
+                else f"Won, but the order could not be placed: {order}"
+            )
             row = (0, None, reason, now)
             drafts.append(
                 notifications_service.Draft(
@@ -595,19 +599,7 @@ async def clear_auction(
                     kind="auction_lost",
                     subject_type="bid",
                     subject_id=bid.id,
-                    context={"title": listing.title_zh, "reason": reason},
-                )
-            )
-        else:
-            event = "lose"
-            row = (0, None, outcome.reason, now)
-            drafts.append(
-                notifications_service.Draft(
-                    organisation_id=bid.buyer_id,
-                    kind="auction_lost",
-                    subject_type="bid",
-                    subject_id=bid.id,
-                    context={"title": listing.title_zh, "reason": outcome.reason or ""},
+                    context={"title": listing.title_zh, "reason": reason or ""},
                 )
             )
         decided["ids"].append(bid.id)
