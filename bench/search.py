@@ -25,10 +25,12 @@ character, pinyin, pinyin initials, a pinyin word looked up in the typo vocabula
 (AND), filters only (province, price range, certification), and the common word with facets.
 Per class and side, latencies p50/p95:
 * in-db  -- exactly the statements `PostgresSearch.search(Query(...))` sends (recorded with a
-            SQLAlchemy `before_cursor_execute` event: same text and parameters), replayed in
-            one transaction on one raw asyncpg connection, rows fetched; checked to give the
+            SQLAlchemy `before_cursor_execute` event: same text and parameters), replayed on
+            one raw asyncpg connection (in a transaction when they set the typo threshold,
+            as the app's read pool runs them), rows fetched; checked to give the
             same hits and total as the search before timing;
-* search -- `PostgresSearch.search` in this process on an engine from market.db;
+* search -- `PostgresSearch.search` in this process, reading on an asyncpg pool made as the
+            app makes its read pool;
 * http   -- `GET /search/listings` on `market serve` (a subprocess on the benchmark database,
             default PostgreSQL backend), checked to answer the same hits and total. Per class,
             after a short warm-up, the saturating rate is found with --connections closed-loop
@@ -82,6 +84,7 @@ from bench.listing_read import (
 )
 from bench.search_data import Spec, batches
 from market.db import create_engine, plain_url
+from market.listings.router import create_read_pool
 from search.base import Query, Result
 from search.postgres import (
     COUNT_LIMIT,
@@ -390,9 +393,12 @@ async def record(engine: AsyncEngine, search: PostgresSearch, query: Query) -> R
 
 
 async def replay(conn: asyncpg.Connection, statements: list[tuple[str, tuple[Any, ...]]]) -> Any:
-    """The statements in one transaction, as the engine's connection runs them (the typo
-    threshold is transaction-local); returns each statement's rows."""
-    transaction = conn.transaction()
+    """The statements as the served app's read pool runs them: one after another, in a
+    transaction only when they set the typo threshold (local to its transaction), as a
+    search with a typo lookup does; returns each statement's rows."""
+    if not any("set_config" in sql for sql, _ in statements):
+        return [await conn.fetch(sql, *params) for sql, params in statements]
+    transaction = conn.transaction(readonly=True)
     await transaction.start()
     try:
         return [await conn.fetch(sql, *params) for sql, params in statements]
@@ -569,14 +575,16 @@ async def measure_queries(
 ) -> tuple[list[CaseFigures], str | None]:
     base = app.base if app else None
     database = make_url(url).database or ""
-    search = PostgresSearch(engine)
+    recorder = PostgresSearch(engine)  # its statements are recorded on the engine
+    pool = await create_read_pool(url, 2)
+    search = PostgresSearch(engine, reader=pool)  # as the served app searches
     conn = await asyncpg.connect(plain_url(url))
     figures = [CaseFigures(case) for case in CASES]
     recorded: dict[str, Recorded] = {}
     http_note: str | None = None if base else "not measured"
     try:
         for fig in figures:  # record, check, warm up
-            rec = await record(engine, search, fig.case.query)
+            rec = await record(engine, recorder, fig.case.query)
             recorded[fig.case.key] = rec
             fig.statements, fig.total = len(rec.statements), rec.result.total
             check_replay(fig.case, rec, await replay(conn, rec.statements))
@@ -637,6 +645,7 @@ async def measure_queries(
                 bar.update(task, advance=1)
     finally:
         await conn.close()
+        await pool.close()
     return figures, http_note
 
 
@@ -837,9 +846,11 @@ def report(
         "Latencies p50 / p95 in ms over all rounds' samples "
         f"({samples['in-db']:,} in-db, {samples['search']:,} search, {samples['http']:,} http "
         "in all); ratios of the p95s. hits = the search's total. in-db = the statements "
-        "search() sends (recorded: same text and parameters) replayed in one transaction on "
-        "one raw asyncpg connection, BEGIN and ROLLBACK included; search = "
-        "PostgresSearch.search in-process; http = GET /search/listings on `market serve` at "
+        "search() sends (recorded: same text and parameters) replayed on one raw asyncpg "
+        "connection, with BEGIN and ROLLBACK around a typo lookup's (as the app's read pool "
+        "runs them); search = "
+        "PostgresSearch.search in-process on such a pool; http = GET /search/listings on "
+        "`market serve` at "
         "half the saturating rate. http sat/s = the saturating rate, closed loop with "
         f"{options.connections} connections for --duration/2 s per class; http ms = the paced "
         "load at half of it: fixed inter-arrival times over as many keep-alive connections, "

@@ -44,7 +44,9 @@ sourced from registered poor households.
 """
 
 
-def build_search(settings: Settings, engine: Any) -> ListingSearch:
+def build_search(settings: Settings, engine: Any, reader: Any = None) -> ListingSearch:
+    """The configured backend; on PostgreSQL, searches read on `reader` (the app's asyncpg
+    read pool) when given."""
     if settings.search_backend == SearchBackend.elasticsearch:
         if not settings.elasticsearch_url:
             raise StartupError("MARKET_SEARCH_BACKEND=elasticsearch needs MARKET_ELASTICSEARCH_URL")
@@ -59,7 +61,7 @@ def build_search(settings: Settings, engine: Any) -> ListingSearch:
         return ElasticsearchSearch(client, index_prefix=settings.elasticsearch_index_prefix)
     from search.postgres import PostgresSearch
 
-    return PostgresSearch(engine)
+    return PostgresSearch(engine, reader=reader)
 
 
 def build_payments(settings: Settings) -> dict[str, PaymentProviderProtocol]:
@@ -131,7 +133,7 @@ def create_app(
                 app.state.read_pool = await create_read_pool(url, settings.database_pool_size)
             if app.state.search is None:
                 app.state.search = build_search(
-                    settings, engine or app.state.sessionmaker.kw["bind"]
+                    settings, engine or app.state.sessionmaker.kw["bind"], app.state.read_pool
                 )
             if app.state.payments is None:
                 app.state.payments = build_payments(settings)

@@ -23,11 +23,13 @@ import binascii
 import dataclasses
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -156,17 +158,46 @@ _ASCII_TERM = re.compile(r"[a-z0-9]+")
 _HAN = re.compile(r"[\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 _MAX_POSITION = 16383
 
-# The SQL below is composed from these constant fragments, column names and integers only;
-# every value a user gives is a bound parameter, except the analysed tsquery, which goes in as
-# a dollar-quoted constant (`sql_constant`) so that every statement is planned with it (hence the
-# S608 exemptions).
-_DISTANCE = (
-    f"(2 * {EARTH_RADIUS_KM} * asin(least(1.0, sqrt("
-    "power(sin(radians(latitude - :near_lat) / 2), 2)"
-    " + cos(radians(:near_lat)) * cos(radians(latitude))"
-    " * power(sin(radians(longitude - :near_lon) / 2), 2)))))"
-)
-_TSQUERY = "CAST(CAST(:tsquery AS text) AS tsquery)"
+# The SQL of a search is composed from constant fragments, column names and the values of
+# the query written as SQL constants (`_literal`: numbers checked finite, text dollar-quoted):
+# a search binds no parameter, so PostgreSQL plans each statement for the values it has. (A
+# prepared statement with bound values run a sixth time may get a generic plan, which guesses
+# what the values select: for a common word it read every match and sorted them all on disk,
+# and for province + price range + certification it intersected the whole price range with the
+# whole certification, 1.2 s at 1,000,000 listings for a page planned in 1 ms.) Hence the S608
+# exemptions.
+
+
+def _literal(value: Any) -> str:
+    """A value of a query as an SQL constant: integers and finite floats as numbers (in
+    parentheses, so that a negative one never meets a minus sign as `--`), text dollar-quoted,
+    times as timestamptz; anything else is refused."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"({value})"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {value!r}")
+        return f"({value!r})"
+    if isinstance(value, str):
+        return sql_constant(value)
+    if isinstance(value, dt.datetime):
+        return f"CAST({sql_constant(value.isoformat())} AS timestamptz)"
+    raise TypeError(f"no SQL constant for {type(value).__name__}")
+
+
+def _distance(near: GeoPoint) -> str:
+    """Kilometres from `near` along the great circle (haversine), as Elasticsearch's arc."""
+    lat, lon = _literal(float(near.latitude)), _literal(float(near.longitude))
+    return (
+        f"(2 * {EARTH_RADIUS_KM} * asin(least(1.0, sqrt("
+        f"power(sin(radians(latitude - {lat}) / 2), 2)"
+        f" + cos(radians({lat})) * cos(radians(latitude))"
+        f" * power(sin(radians(longitude - {lon}) / 2), 2)))))"
+    )
+
+
 # what the facets count besides the price, which every page reads anyway
 _FACET_COLUMNS = "category_code, province_code, certifications, storage_class"
 _PRICE_BUCKET = (
@@ -238,8 +269,6 @@ def _facets(groups: Sequence[Sequence[Any]] | None) -> dict[str, list[FacetCount
     ]
     return facets
 
-
-_CUSTOM_PLANS = text("SELECT set_config('plan_cache_mode', 'force_custom_plan', true)")
 
 # the document follows its row only when the row was written (not an older version)
 _UPSERT = text(
@@ -381,9 +410,21 @@ def decode_cursor(cursor: str, sort: str) -> tuple[list[Any], str]:
         if data["s"] != sort or not isinstance(data["id"], str):
             raise ValueError("cursor of another sort")
         keys = list(data["k"])
+        if len(keys) != 1:
+            raise ValueError("wrong number of keys")
+        key = keys[0]
         if sort == "newest":
-            keys = [dt.datetime.fromisoformat(keys[0])]
-        return keys, data["id"]
+            key = dt.datetime.fromisoformat(key)
+        elif isinstance(key, bool) or not isinstance(key, int | float):
+            raise ValueError("the key is not a number")
+        elif sort in ("price_asc", "price_desc", "poor_share"):
+            if not isinstance(key, int):
+                raise ValueError("the key is not a whole number")
+        else:
+            key = float(key)
+            if not math.isfinite(key):
+                raise ValueError("the key is not a finite number")
+        return [key], data["id"]
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:
         raise ValueError(f"invalid cursor: {exc}") from exc
 
@@ -410,13 +451,23 @@ def highlight(title: str, analysed: AnalysedQuery) -> str | None:
     return "".join(out)
 
 
+async def _rows(conn: Any, sql: str, *args: Any) -> Sequence[Sequence[Any]]:
+    """The rows of `sql` (with $1, $2… parameters) by position, on a SQLAlchemy connection or
+    an asyncpg one alike."""
+    if isinstance(conn, AsyncConnection):
+        return (await conn.exec_driver_sql(sql, args or None)).all()
+    return list(await conn.fetch(sql, *args))
+
+
 # --- the backend -----------------------------------------------------------------------------
 
 
 class PostgresSearch:
     """The ListingIndex on PostgreSQL. `connection` binds every operation to one connection
     (and its transaction), as tests and request-scoped callers need; otherwise each call uses
-    the engine."""
+    the engine, and searches and suggestions use `reader` when given: an asyncpg pool on the
+    same database (the app's read pool), where a search is one round trip, with no
+    transaction to begin and roll back around it."""
 
     name = "postgres"
 
@@ -425,11 +476,13 @@ class PostgresSearch:
         engine: AsyncEngine,
         *,
         connection: AsyncConnection | None = None,
+        reader: Any = None,
         count_limit: int = COUNT_LIMIT,
         rank_window: int = RANK_WINDOW,
     ) -> None:
         self.engine = engine
         self.connection = connection
+        self.reader = reader
         self.count_limit = count_limit
         self.rank_window = rank_window
 
@@ -458,12 +511,21 @@ class PostgresSearch:
             yield own
 
     @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def _read(self, *, transaction: bool = False) -> AsyncIterator[Any]:
+        """A connection to read on, for `_rows`: the bound one, one of the reader pool's
+        (in a transaction when asked, for transaction-local settings) or the engine's."""
         if self.connection is not None:
             yield self.connection
-            return
-        async with self.engine.connect() as own:
-            yield own
+        elif self.reader is not None:
+            async with self.reader.acquire() as conn:
+                if transaction:
+                    async with conn.transaction(readonly=True):
+                        yield conn
+                else:
+                    yield conn
+        else:
+            async with self.engine.connect() as own:
+                yield own
 
     # --- writing
 
@@ -522,34 +584,28 @@ class PostgresSearch:
 
     # --- reading
 
-    async def _analyse(self, conn: AsyncConnection, query_text: str) -> AnalysedQuery:
-        analysed = analyse_query(query_text)
-        words = analysed.fuzzy_words()
-        if not words:
-            return analysed
+    async def _typos(self, conn: Any, analysed: AnalysedQuery, words: list[str]) -> AnalysedQuery:
+        """The query with the vocabulary's corrections of its Latin words (pg_trgm's `%` at
+        the similarity below which no term within the word's typos can fall, set for the
+        transaction)."""
         vocabulary: set[str] = set()
         for word in words:
-            await conn.execute(
-                text("SELECT set_config('pg_trgm.similarity_threshold', :t, true)"),
-                {"t": str(trigram_threshold(word))},
+            await _rows(
+                conn,
+                "SELECT set_config('pg_trgm.similarity_threshold', $1, true)",
+                str(trigram_threshold(word)),
             )
-            found = (
-                await conn.execute(
-                    text("SELECT term FROM search_vocabulary WHERE term % :w"), {"w": word}
-                )
-            ).scalars()
-            vocabulary.update(typo_candidates(word, list(found)))
+            found = await _rows(conn, "SELECT term FROM search_vocabulary WHERE term % $1", word)
+            vocabulary.update(typo_candidates(word, [row[0] for row in found]))
         return analysed.with_typos(vocabulary)
 
     @staticmethod
-    def _filters(query: Query, analysed: AnalysedQuery) -> tuple[list[str], dict[str, Any]]:
+    def _filters(query: Query, analysed: AnalysedQuery) -> list[str]:
         where: list[str] = []
-        params: dict[str, Any] = {}
         if not analysed.empty:
             where.append(f"terms @@ {_tsquery(analysed)}")
         if query.category:
-            where.append("category_code = :category")
-            params["category"] = query.category
+            where.append(f"category_code = {_literal(query.category)}")
         if query.region_code:
             code = query.region_code
             column = (
@@ -559,93 +615,79 @@ class PostgresSearch:
                 if code.endswith("00")
                 else "county_code"
             )
-            where.append(f"{column} = :region")
-            params["region"] = code
+            where.append(f"{column} = {_literal(code)}")
         if query.poverty_counties_only:
             where.append("is_poverty_county")
         if query.certification:
-            where.append("certifications @> ARRAY[CAST(:certification AS text)]")
-            params["certification"] = query.certification
+            where.append(f"certifications @> ARRAY[CAST({_literal(query.certification)} AS text)]")
         if query.storage_class:
-            where.append("storage_class = :storage_class")
-            params["storage_class"] = query.storage_class
+            where.append(f"storage_class = {_literal(query.storage_class)}")
         if query.sale_mode:
-            where.append("sale_mode = :sale_mode")
-            params["sale_mode"] = query.sale_mode
+            where.append(f"sale_mode = {_literal(query.sale_mode)}")
         if query.price_min_fen is not None:
-            where.append("unit_price_fen >= :price_min")
-            params["price_min"] = query.price_min_fen
+            where.append(f"unit_price_fen >= {_literal(int(query.price_min_fen))}")
         if query.price_max_fen is not None:
-            where.append("unit_price_fen <= :price_max")
-            params["price_max"] = query.price_max_fen
+            where.append(f"unit_price_fen <= {_literal(int(query.price_max_fen))}")
         if query.min_poor_share_bp is not None:
-            where.append("poor_share_bp >= :min_poor_share")
-            params["min_poor_share"] = query.min_poor_share_bp
+            where.append(f"poor_share_bp >= {_literal(int(query.min_poor_share_bp))}")
         if query.min_available is not None:
-            where.append("quantity_available >= :min_available")
-            params["min_available"] = query.min_available
-        if query.near is not None:
-            params["near_lat"] = query.near.latitude
-            params["near_lon"] = query.near.longitude
-            if query.max_distance_km is not None:
-                where.append(f"{_DISTANCE} <= :max_distance")
-                params["max_distance"] = float(query.max_distance_km)
-        return where, params
+            where.append(f"quantity_available >= {_literal(int(query.min_available))}")
+        if query.near is not None and query.max_distance_km is not None:
+            where.append(f"{_distance(query.near)} <= {_literal(float(query.max_distance_km))}")
+        return where
 
     async def search(self, query: Query) -> Result:
         limit = max(1, min(query.limit, MAX_LIMIT))
-        async with self._read() as conn:
-            # A prepared statement run a sixth time may get PostgreSQL's generic plan, which
-            # guesses what bound filters select: for province + price range + certification it
-            # intersected the whole price range with the whole certification (BitmapAnd) and
-            # sorted every row left, 1.2 s at 1,000,000 listings for a page planned in 1 ms.
-            # So in this transaction every statement is planned for its values (on a caller's
-            # connection, for the rest of its transaction too: more planning, same answers).
-            await conn.execute(_CUSTOM_PLANS)
-            analysed = await self._analyse(conn, query.text)
-            where, params = self._filters(query, analysed)
-            condition = " AND ".join(where) or "true"
-
-            sort = query.sort
-            if sort == "relevance" and analysed.empty:
-                sort = "newest"
-            if sort == "distance" and query.near is None:
-                raise ValueError("sorting by distance needs a point (near)")
-            # (expression, descending) per sort key; the id breaks ties, ascending
-            keys: list[tuple[str, bool]] = {
-                "relevance": [("rank", True)],
-                "price_asc": [("unit_price_fen", False)],
-                "price_desc": [("unit_price_fen", True)],
-                "newest": [("published_at", True)],
-                "distance": [("distance_km", False)],
-                "poor_share": [("poor_share", True)],
-            }[sort]
-
-            distance = _DISTANCE if query.near is not None else "CAST(NULL AS double precision)"
+        analysed = analyse_query(query.text)
+        words = analysed.fuzzy_words()
+        sort = query.sort
+        if sort == "relevance" and analysed.empty:
+            sort = "newest"
+        if sort == "distance" and query.near is None:
+            raise ValueError("sorting by distance needs a point (near)")
+        # (expression, descending) per sort key; the id breaks ties, ascending
+        keys: list[tuple[str, bool]] = {
+            "relevance": [("rank", True)],
+            "price_asc": [("unit_price_fen", False)],
+            "price_desc": [("unit_price_fen", True)],
+            "newest": [("published_at", True)],
+            "distance": [("distance_km", False)],
+            "poor_share": [("poor_share", True)],
+        }[sort]
+        keyset = "true"
+        if query.cursor:
+            values, after_id = decode_cursor(query.cursor, sort)
+            if len(values) != len(keys):
+                raise ValueError("invalid cursor: wrong number of keys")
+            keyset = f"m.id > {_literal(after_id)}"
+            for i in range(len(keys) - 1, -1, -1):
+                expr, desc = keys[i]
+                value = _literal(values[i])
+                keyset = (
+                    f"(m.{expr} {'<' if desc else '>'} {value} "
+                    f"OR (m.{expr} = {value} AND {keyset}))"
+                )
+        async with self._read(transaction=bool(words)) as conn:
+            if words:
+                analysed = await self._typos(conn, analysed, words)
+            condition = " AND ".join(self._filters(query, analysed)) or "true"
+            distance = (
+                _distance(query.near)
+                if query.near is not None
+                else "CAST(NULL AS double precision)"
+            )
             columns = (
                 "id, title_zh, terms, unit_price_fen, published_at, "
                 f"coalesce(poor_share_bp, -1) AS poor_share, {distance} AS distance_km"
             )
-
-            keyset = "true"
-            if query.cursor:
-                values, after_id = decode_cursor(query.cursor, sort)
-                if len(values) != len(keys):
-                    raise ValueError("invalid cursor: wrong number of keys")
-                params["after_id"] = after_id
-                keyset = "m.id > :after_id"
-                for i in range(len(keys) - 1, -1, -1):
-                    expr, desc = keys[i]
-                    params[f"after_{i}"] = values[i]
-                    keyset = (
-                        f"(m.{expr} {'<' if desc else '>'} :after_{i} "
-                        f"OR (m.{expr} = :after_{i} AND {keyset}))"
-                    )
             order = ", ".join(f"m.{e} {'DESC' if d else 'ASC'}" for e, d in keys) + ", m.id ASC"
             key_columns = ", ".join(f"p.{e}" for e, _ in keys)
             outer_order = (
                 ", ".join(f"p.{e} {'DESC' if d else 'ASC'}" for e, d in keys) + ", p.id ASC"
             )
+            # the document and the facets as JSON text, decoded here: the same on asyncpg and
+            # SQLAlchemy connections, and faster than decoding jsonb into Python objects there
+            document = "CAST(s.document AS text) AS document"
 
             if sort == "relevance":
                 # One pass over the newest matches: they are found and sorted without their
@@ -679,18 +721,18 @@ class PostgresSearch:
                     f"p AS (SELECT m.* FROM w AS m WHERE m.n <= {int(self.rank_window)} "
                     f"AND {keyset} ORDER BY {order} LIMIT {limit + 1}) "
                     # the facets (hundreds of groups) in one row only, not decoded per hit
-                    "SELECT t.total, CASE WHEN row_number() OVER () = 1 THEN t.facets END "
-                    "AS facets, p.id, p.title_zh, p.distance_km, p.rank AS score, "
-                    f"{key_columns}, s.document "
+                    "SELECT t.total, CASE WHEN row_number() OVER () = 1 THEN "
+                    "CAST(t.facets AS text) END AS facets, p.id, p.title_zh, p.distance_km, "
+                    f"p.rank AS score, {key_columns}, {document} "
                     f"FROM (SELECT (SELECT count(*) FROM w) AS total, {facets_sql} AS facets) AS t "
                     "LEFT JOIN (p JOIN search_document AS s ON s.id = p.id) ON true "
                     f"ORDER BY {outer_order}"
                 )
-                found = (await conn.execute(text(sql), params)).all()
-                total = int(found[0].total)
-                groups = next((row.facets for row in found if row.facets is not None), None)
-                facets = _facets(groups) if query.facets else {}
-                rows = [row[2:] for row in found if row.id is not None]
+                found = await _rows(conn, sql)
+                total = int(found[0][0])
+                groups = next((row[1] for row in found if row[1] is not None), None)
+                facets = _facets(orjson.loads(groups) if groups else None) if query.facets else {}
+                rows = [row[2:] for row in found if row[2] is not None]
             else:
                 score = (
                     f"CAST(ts_rank_cd(p.terms, {_tsquery(analysed)}) AS double precision)"
@@ -699,16 +741,14 @@ class PostgresSearch:
                 )
                 page_sql = (
                     f"SELECT p.id, p.title_zh, p.distance_km, {score} AS score, {key_columns}, "  # noqa: S608
-                    "s.document "
+                    f"{document} "
                     f"FROM (SELECT m.* FROM (SELECT {columns} FROM search_listing "
                     f"WHERE {condition}) AS m WHERE {keyset} "
                     f"ORDER BY {order} LIMIT {limit + 1}) AS p "
                     f"JOIN search_document AS s ON s.id = p.id ORDER BY {outer_order}"
                 )
-                rows = list((await conn.execute(text(page_sql), params)).all())
-                total, facets = await self._count(
-                    conn, condition, params, query.facets, self.count_limit
-                )
+                rows = list(await _rows(conn, page_sql))
+                total, facets = await self._count(conn, condition, query.facets, self.count_limit)
         exact = total <= self.count_limit
         total = min(total, self.count_limit)
 
@@ -723,7 +763,7 @@ class PostgresSearch:
                 score=float(row[3]),
                 distance_km=float(row[2]) if row[2] is not None else None,
                 highlight=highlight(row[1], analysed) if not analysed.empty else None,
-                document=document_from_json(row[-1]),
+                document=document_from_json(orjson.loads(row[-1])),
             )
             for row in rows
         ]
@@ -733,11 +773,7 @@ class PostgresSearch:
 
     @staticmethod
     async def _count(
-        conn: AsyncConnection,
-        condition: str,
-        params: dict[str, Any],
-        with_facets: bool,
-        limit: int,
+        conn: Any, condition: str, with_facets: bool, limit: int
     ) -> tuple[int, dict[str, list[FacetCount]]]:
         """Matches up to one past `limit` and, with facets, the facets of `limit` of them, in
         one pass over the first matches found (in no particular order)."""
@@ -746,16 +782,16 @@ class PostgresSearch:
                 "SELECT count(*) AS total FROM (SELECT 1 FROM search_listing "  # noqa: S608
                 f"WHERE {condition} LIMIT {int(limit) + 1}) AS m"
             )
-            total = await conn.scalar(text(count_sql), params)
-            return int(total or 0), {}
+            return int((await _rows(conn, count_sql))[0][0]), {}
         sql = (
             f"WITH f AS MATERIALIZED (SELECT *, row_number() OVER () AS n FROM "  # noqa: S608
             f"(SELECT {_FACET_COLUMNS}, unit_price_fen FROM search_listing WHERE {condition} "
             f"LIMIT {int(limit) + 1}) AS o) "
-            f"SELECT (SELECT count(*) FROM f) AS total, {_facet_counts('f', limit)} AS facets"
+            f"SELECT (SELECT count(*) FROM f) AS total, "
+            f"CAST({_facet_counts('f', limit)} AS text) AS facets"
         )
-        row = (await conn.execute(text(sql), params)).one()
-        return int(row.total), _facets(row.facets)
+        total, groups = (await _rows(conn, sql))[0]
+        return int(total), _facets(orjson.loads(groups) if groups else None)
 
     async def suggest(self, prefix: str, limit: int = 10) -> list[str]:
         """Distinct titles, most recent first, whose title terms start with the analysed
@@ -771,12 +807,12 @@ class PostgresSearch:
                 for t in group.terms
             ]
             parts.append("(" + " | ".join(alternatives) + ")")
+        tsquery = f"CAST({sql_constant(' & '.join(parts))} AS tsquery)"
         async with self._read() as conn:
-            rows = await conn.execute(
-                text(
-                    f"SELECT title_zh FROM search_listing WHERE terms @@ {_TSQUERY} "  # noqa: S608
-                    "GROUP BY title_zh ORDER BY max(published_at) DESC, title_zh LIMIT :limit"
-                ),
-                {"tsquery": " & ".join(parts), "limit": max(1, min(limit, MAX_LIMIT))},
+            rows = await _rows(
+                conn,
+                f"SELECT title_zh FROM search_listing WHERE terms @@ {tsquery} "  # noqa: S608
+                "GROUP BY title_zh ORDER BY max(published_at) DESC, title_zh "
+                f"LIMIT {max(1, min(int(limit), MAX_LIMIT))}",
             )
             return [r[0] for r in rows]

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from market.listings.router import create_read_pool
 from search.base import (
     MAX_LIMIT,
     Deletion,
@@ -264,19 +265,34 @@ def search_url() -> Iterator[str]:
         yield server.url
 
 
-@pytest.fixture(params=["postgres", "elasticsearch"])
+@pytest.fixture(params=["postgres", "postgres_reader", "elasticsearch"])
 async def backend(
     request: pytest.FixtureRequest,
+    db_url: str,
     engine: AsyncEngine,
     connection: AsyncConnection,
     search_url: str,
 ) -> AsyncIterator[Backend]:
     """Each backend with DOCUMENTS indexed: PostgreSQL bound to the test's rolled-back
-    transaction; Elasticsearch in indices of its own (a fresh prefix), dropped afterwards."""
+    transaction; PostgreSQL as the served app reads it (committed, searched on the app's
+    asyncpg read pool), emptied afterwards; Elasticsearch in indices of its own (a fresh
+    prefix), dropped afterwards."""
     if request.param == "postgres":
         search = PostgresSearch(engine, connection=connection)
         await search.index(DOCUMENTS, connection=connection)
         yield search
+        return
+    if request.param == "postgres_reader":
+        pool = await create_read_pool(db_url, 2)
+        search = PostgresSearch(engine, reader=pool)
+        try:
+            await search.index(DOCUMENTS)
+            yield search
+        finally:
+            await pool.close()
+            async with engine.begin() as conn:  # what index() committed (documents cascade)
+                await conn.execute(text("DELETE FROM search_listing"))
+                await conn.execute(text("DELETE FROM search_vocabulary"))
         return
     elastic = ElasticsearchSearch(
         make_client(search_url, opensearch_compat=True), index_prefix=f"t{uuid.uuid4().hex[:12]}"
@@ -316,16 +332,16 @@ async def stored(backend: Backend, listing_id: str) -> tuple[int, str] | None:
             return None
         got = await backend.client.get(index=backend.alias, id=listing_id)
         return version, got["_source"]["document"]["title_zh"]
-    assert backend.connection is not None
-    row = (
-        await backend.connection.execute(
-            text(
-                "SELECT l.version, d.document->>'title_zh' FROM search_listing l "
-                "JOIN search_document d USING (id) WHERE l.id = :i"
-            ),
-            {"i": listing_id},
-        )
-    ).one_or_none()
+    async with backend.engine.connect() as own:
+        row = (
+            await (backend.connection or own).execute(
+                text(
+                    "SELECT l.version, d.document->>'title_zh' FROM search_listing l "
+                    "JOIN search_document d USING (id) WHERE l.id = :i"
+                ),
+                {"i": listing_id},
+            )
+        ).one_or_none()
     return None if row is None else (row[0], row[1])
 
 

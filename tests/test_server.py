@@ -396,6 +396,13 @@ def test_demo_on_embedded_postgres_survives_a_restart(tmp_path: Path, workdir: P
                 break
             time.sleep(0.3)
         assert any("枸杞" in item["title_zh"] for item in found.json()["items"]), found.text
+        # searched on the lifespan's asyncpg read pool: facets and a typo's correction too
+        faceted = httpx.get(
+            f"{base}/search/listings", params={"q": "gouqii", "facets": "true"}, timeout=10
+        )
+        assert faceted.status_code == 200, faceted.text
+        assert faceted.json()["items"] == found.json()["items"], faceted.text
+        assert faceted.json()["facets"]["category"], faceted.text
 
         code = stop_process(first.process)
         assert code in CLEAN_EXIT_CODES, f"exit code {code}\n{first.output()}"
