@@ -15,6 +15,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import china_today
+from market.db import new_ids
 from market.errors import MarketError
 from market.logistics import service as logistics_service
 from market.notifications import service as notifications_service
@@ -393,3 +394,15 @@ async def test_bulk_orders_are_what_place_order_makes(client, session):
         ("lost", 0),
         ("lost", 0),
     ]
+
+
+def test_new_ids_are_distinct_random_uuids() -> None:
+    """The ids a clearing gives its orders: version 4, the RFC 4122 variant, all distinct,
+    usable wherever a `uuid.UUID` is (equal and hashed as the same id parsed from text)."""
+    ids = new_ids(4096)
+    assert len(set(ids)) == 4096
+    assert {i.version for i in ids} == {4} and {i.variant for i in ids} == {uuid.RFC_4122}
+    assert all(isinstance(i, uuid.UUID) for i in ids)
+    parsed = uuid.UUID(str(ids[0]))
+    assert parsed == ids[0] and hash(parsed) == hash(ids[0]) and {parsed: 1}[ids[0]] == 1
+    assert new_ids(0) == []

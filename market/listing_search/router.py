@@ -15,11 +15,7 @@ from market.catalog import service as catalog_service
 from market.deps import SearchDep
 from market.errors import Invalid, MarketError
 from market.listing_search.schemas import (
-    FacetValue,
-    SearchCooperative,
-    SearchHit,
     SearchParams,
-    SearchPlace,
     SearchResults,
     Suggestions,
 )
@@ -51,34 +47,36 @@ def _price_label(value: str) -> str:
     return f"{yuan(low)}–{yuan(high)} 元" if high else f"{yuan(low)} 元以上"
 
 
-def _hit(hit: Hit) -> SearchHit:
+def _hit(hit: Hit) -> dict[str, Any]:
+    """A hit as the API shows it (a SearchHit), as plain data: `answer` validates the whole
+    page in one call, several times cheaper than building twenty nested models one by one."""
     doc = hit.document
     assert doc is not None, "backends return the indexed document with each hit"
-    return SearchHit(
-        id=doc.id,
-        title_zh=doc.title_zh,
-        title_en=doc.title_en,
-        highlight=hit.highlight,
-        product_name_zh=doc.product_name_zh,
-        regional_brand=doc.regional_brand,
-        category_code=doc.category_code,
-        cooperative=SearchCooperative(id=doc.cooperative_id, name_zh=doc.cooperative_name_zh),
-        place=SearchPlace(
-            county_code=doc.county_code,
-            county_name_zh=doc.county_name_zh,
-            city_name_zh=doc.city_name_zh,
-            province_name_zh=doc.province_name_zh,
-            is_poverty_county=doc.is_poverty_county,
-        ),
-        sale_mode=doc.sale_mode,
-        storage_class=doc.storage_class,
-        unit_price_fen=doc.unit_price_fen,
-        quantity_available=doc.quantity_available,
-        certifications=list(doc.certifications),
-        poor_share_bp=doc.poor_share_bp,
-        distance_km=None if hit.distance_km is None else round(hit.distance_km, 1),
-        published_at=doc.published_at,
-    )
+    return {
+        "id": doc.id,
+        "title_zh": doc.title_zh,
+        "title_en": doc.title_en,
+        "highlight": hit.highlight,
+        "product_name_zh": doc.product_name_zh,
+        "regional_brand": doc.regional_brand,
+        "category_code": doc.category_code,
+        "cooperative": {"id": doc.cooperative_id, "name_zh": doc.cooperative_name_zh},
+        "place": {
+            "county_code": doc.county_code,
+            "county_name_zh": doc.county_name_zh,
+            "city_name_zh": doc.city_name_zh,
+            "province_name_zh": doc.province_name_zh,
+            "is_poverty_county": doc.is_poverty_county,
+        },
+        "sale_mode": doc.sale_mode,
+        "storage_class": doc.storage_class,
+        "unit_price_fen": doc.unit_price_fen,
+        "quantity_available": doc.quantity_available,
+        "certifications": list(doc.certifications),
+        "poor_share_bp": doc.poor_share_bp,
+        "distance_km": None if hit.distance_km is None else round(hit.distance_km, 1),
+        "published_at": doc.published_at,
+    }
 
 
 @router.get(
@@ -140,7 +138,7 @@ async def answer(app: Any, params: SearchParams, search: ListingSearch) -> Searc
         ) from exc
     except Exception as exc:
         raise SearchUnavailable("Search is unavailable right now; please try again.") from exc
-    facets: dict[str, list[FacetValue]] = {}
+    facets: dict[str, list[dict[str, Any]]] = {}
     if result.facets:
         reference = await Reference.of(app)
         labels = {
@@ -151,21 +149,23 @@ async def answer(app: Any, params: SearchParams, search: ListingSearch) -> Searc
         }
         for name, counts in result.facets.items():
             facets[name] = [
-                FacetValue(
-                    value=f.value,
-                    label=_price_label(f.value)
+                {
+                    "value": f.value,
+                    "label": _price_label(f.value)
                     if name == "price"
                     else labels.get(name, {}).get(f.value, f.value),
-                    count=f.count,
-                )
+                    "count": f.count,
+                }
                 for f in counts
             ]
-    return SearchResults(
-        items=[_hit(h) for h in result.hits],
-        total=result.total,
-        total_exact=result.total_exact,
-        next_cursor=result.next_cursor,
-        facets=facets,
+    return SearchResults.model_validate(
+        {
+            "items": [_hit(h) for h in result.hits],
+            "total": result.total,
+            "total_exact": result.total_exact,
+            "next_cursor": result.next_cursor,
+            "facets": facets,
+        }
     )
 
 
