@@ -10,7 +10,9 @@ from collections import Counter
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.db import create_sessionmaker
@@ -20,7 +22,7 @@ from market.orders import service as orders_service
 from market.orders import states
 from market.orders.models import Fulfilment, Order
 from tests.factories import bearer, member_with_token
-from tests.factories_listings import Supply, make_listing, make_supply
+from tests.factories_listings import Supply, make_listing, make_supply, open_lot
 from tests.test_listings import key, problem
 
 ADDRESS = {
@@ -114,6 +116,34 @@ async def test_an_order_prices_tiers_freight_and_fee_and_reserves_the_stock(clie
     assert read.status_code == 200 and read.json() == order
     page = await client.get(orders_url(organisation), headers=bearer(token))
     assert [o["id"] for o in page.json()["items"]] == [order["id"]]
+
+
+async def test_a_line_belongs_to_its_fulfilments_order_and_its_listings_lot(client, session):
+    """The order line's two keys: its (fulfilment, order) must be a fulfilment of that order,
+    its (listing, lot) must be that listing with its own lot. A line moved to another order,
+    or to a lot that is not its listing's, is refused by the database itself."""
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    orders = []
+    for quantity in (5, 6):
+        placed = await place(
+            client, organisation, token, [{"listing_id": str(listing.id), "quantity": quantity}]
+        )
+        assert placed.status_code == 201, placed.text
+        orders.append(placed.json())
+    line_id = orders[0]["fulfilments"][0]["lines"][0]["id"]
+    other_lot = await open_lot(session, supply.cooperative, supply.product)
+    for column, value, key_name in (
+        ("order_id", orders[1]["id"], "fk_order_line_fulfilment_id_fulfilment"),
+        ("lot_id", str(other_lot.id), "fk_order_line_listing_id_listing"),
+    ):
+        with pytest.raises(IntegrityError, match=key_name):
+            async with session.begin_nested():
+                await session.execute(
+                    text(f"UPDATE order_line SET {column} = :v WHERE id = :id"),  # noqa: S608
+                    {"v": value, "id": line_id},
+                )
 
 
 async def test_bad_orders_name_the_field_and_write_nothing(client, session):

@@ -58,6 +58,8 @@ class Listing(IdMixin, CreatedAtMixin, Base):
         ),
         Index("ix_listing_status_published", "status", "published_at"),
         Index("ix_listing_cooperative_created", "cooperative_id", "created_at", "id"),
+        # what an order line's (listing, lot) refers to: the line's lot is its listing's lot
+        Index("uq_listing_id_lot", "id", "lot_id", unique=True),
     )
 
     cooperative_id: Mapped[uuid.UUID] = mapped_column(

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     String,
     Text,
@@ -83,6 +84,8 @@ class Fulfilment(IdMixin, CreatedAtMixin, Base):
         CheckConstraint("goods_fen > 0 AND logistics_fen >= 0", name="amounts"),
         Index("ix_fulfilment_cooperative_created", "cooperative_id", "created_at", "id"),
         Index("uq_fulfilment_order_cooperative", "order_id", "cooperative_id", unique=True),
+        # what an order line's (fulfilment, order) refers to (see OrderLine)
+        Index("uq_fulfilment_id_order", "id", "order_id", unique=True),
         Index(
             "ix_fulfilment_auto_confirm",
             "confirm_by",
@@ -122,15 +125,25 @@ class OrderLine(IdMixin, Base):
         CheckConstraint("line_total_fen = quantity * unit_price_fen", name="total_adds_up"),
         Index("ix_order_line_order", "order_id"),
         Index("ix_order_line_listing", "listing_id"),
+        # Two keys of two columns each: the line's order is its fulfilment's order, and its lot
+        # is its listing's lot (the lot whose share the line freezes), which four single keys
+        # did not say; and a line costs two key checks, not four (an auction of thousands of
+        # winners writes thousands of lines at once).
+        ForeignKeyConstraint(
+            ["fulfilment_id", "order_id"],
+            ["fulfilment.id", "fulfilment.order_id"],
+            ondelete="CASCADE",
+        ),
+        ForeignKeyConstraint(
+            ["listing_id", "lot_id"], ["listing.id", "listing.lot_id"], ondelete="RESTRICT"
+        ),
     )
 
-    order_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("order.id", ondelete="CASCADE"))
-    fulfilment_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("fulfilment.id", ondelete="CASCADE")
-    )
+    order_id: Mapped[uuid.UUID]
+    fulfilment_id: Mapped[uuid.UUID]
     kind: Mapped[str] = mapped_column(String(10), server_default="listing")
-    listing_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("listing.id", ondelete="RESTRICT"))
-    lot_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("lot.id", ondelete="RESTRICT"))
+    listing_id: Mapped[uuid.UUID]
+    lot_id: Mapped[uuid.UUID]
     title_zh: Mapped[str] = mapped_column(String(200))
     quantity: Mapped[int] = mapped_column(BigInteger, doc="Units of sale.")
     unit_size: Mapped[int] = mapped_column(BigInteger, doc="Base units per unit of sale.")
