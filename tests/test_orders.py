@@ -141,7 +141,7 @@ async def test_a_line_belongs_to_its_fulfilments_order_and_its_listings_lot(clie
         with pytest.raises(IntegrityError, match=key_name):
             async with session.begin_nested():
                 await session.execute(
-                    text(f"UPDATE order_line SET {column} = :v WHERE id = :id"),  # noqa: S608
+                    text(f"UPDATE order_line SET {column} = :v WHERE id = :id"),
                     {"v": value, "id": line_id},
                 )
 
