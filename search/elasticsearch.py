@@ -638,20 +638,10 @@ class ElasticsearchSearch:
 
     @staticmethod
     def _search_after(cursor: str, sort: str) -> list[Any]:
-        values, after_id = decode_cursor(cursor, sort)
-        if len(values) != 1:
-            raise ValueError("invalid cursor: wrong number of keys")
-        (value,) = values
+        """The cursor as search_after values (decode_cursor has checked its key's type)."""
+        (value,), after_id = decode_cursor(cursor, sort)
         if sort == "newest":
             return [_to_millis(value), after_id]
-        integral = sort in ("price_asc", "price_desc", "poor_share")
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or (integral and not isinstance(value, int))
-            or not math.isfinite(value)
-        ):
-            raise ValueError("invalid cursor: bad key")
         return [value, after_id]
 
     async def search(self, query: Query) -> Result:

@@ -498,6 +498,20 @@ async def test_limit_is_capped_and_cursors_are_checked(backend):
     with pytest.raises(ValueError, match="cursor"):
         await backend.search(Query(sort="newest", cursor=other))
     assert decode_cursor(other, "price_asc") == ([100], "x")
+    # a key of the wrong type never reaches the query (PostgreSQL writes it in as a constant)
+    for sort, keys in (
+        ("price_asc", [1.5]),
+        ("price_asc", ["100; DROP TABLE search_listing"]),
+        ("poor_share", [True]),
+        ("relevance", ["1"]),
+        ("distance", [float("inf")]),
+        ("newest", ["yesterday"]),
+        ("price_desc", [100, 200]),
+    ):
+        with pytest.raises(ValueError, match="cursor"):
+            await backend.search(
+                Query(sort=sort, near=BEIJING, cursor=encode_cursor(sort, keys, "x"))
+            )
     with pytest.raises(ValueError, match="near"):
         await backend.search(Query(sort="distance"))
 
