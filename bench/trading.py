@@ -22,14 +22,16 @@ auction listing of as many units as 60% of the demand, sealed bids of 1 to 5 uni
 distinct buyers (inserted directly into `bid`; prices 45 to 90 yuan against a reserve of 50,
 no partial fills), closed by moving `auction_closes_at` into the past; one clearing per size
 in --bids (default 1,000, 5,000 and 20,000), after one unreported clearing of 100 bids (as in a
-running worker: statements prepared, caches warm). Every winner gets an order through the
-orders service (`place_agreed_orders`: the orders of all winners in a few set-based
-statements). The
-baseline is `market.trading.clearing.clear()` of the same bids in memory. Printed:
-allocations (winning bids) per second of both, their ratio and the target of 5,000/s; the
-clearing's totals must equal clear()'s and the listing must hold exactly the allocated units
-reserved, one `reserve` movement and one order per winner. The clearing of the smallest size
-also records every statement (SQLAlchemy `before_cursor_execute`/`after_cursor_execute`, a few
+running worker: statements prepared, caches warm) and an ANALYZE (as autovacuum keeps a running
+database's statistics: with those of the empty tables, PostgreSQL plans the foreign-key checks
+of new orders as scans of the whole table, and a clearing takes time quadratic in its winners).
+Every winner gets an order through the orders service (`place_agreed_orders`: the orders of all
+winners in a few set-based statements and COPYs). The baseline is
+`market.trading.clearing.clear()` of the same bids in memory. Printed: allocations (winning bids)
+per second of both, their ratio and the target of 5,000/s; the clearing's totals must equal
+clear()'s and the listing must hold exactly the allocated units reserved, one `reserve` movement
+and one order per winner. The clearing of the smallest size also records every statement
+(SQLAlchemy `before_cursor_execute`/`after_cursor_execute`, and asyncpg's COPY, a few
 microseconds each): how many, the share of the time spent waiting for PostgreSQL and the
 slowest kinds of statement. Before each clearing the heap is collected (not the garbage of the
 in-memory baseline); the app, like the server and `market worker` once started, has frozen its
@@ -498,13 +500,28 @@ def recording(engine: AsyncEngine) -> Iterator[Recorded]:
     def commit(conn: Any) -> None:
         recorded.committed = harness.now()
 
+    # COPY (market.db.copy_rows) goes to asyncpg past SQLAlchemy's events: timed here
+    copy = asyncpg.Connection.copy_records_to_table
+
+    async def timed_copy(self: asyncpg.Connection, table_name: str, **kwargs: Any) -> str:
+        started = harness.now()
+        recorded.statements.append(f"COPY {table_name}")
+        recorded.started.append(started)
+        try:
+            return await copy(self, table_name, **kwargs)
+        finally:
+            recorded.waited.append(harness.now() - started)
+            recorded.db_seconds += recorded.waited[-1]
+
     sync = engine.sync_engine
     event.listen(sync, "before_cursor_execute", before)
     event.listen(sync, "after_cursor_execute", after)
     event.listen(sync, "commit", commit)
+    asyncpg.Connection.copy_records_to_table = timed_copy  # type: ignore[method-assign]
     try:
         yield recorded
     finally:
+        asyncpg.Connection.copy_records_to_table = copy  # type: ignore[method-assign]
         event.remove(sync, "before_cursor_execute", before)
         event.remove(sync, "after_cursor_execute", after)
         event.remove(sync, "commit", commit)
@@ -517,7 +534,7 @@ def kind_of(sql: str) -> str:
         return "SAVEPOINT/RELEASE"
     if s.startswith("WITH moved AS"):
         return "stock move (UPDATE listing + INSERT stock_movement)"
-    m = re.match(r'(INSERT INTO|UPDATE|DELETE FROM) "?(\w+)', s)
+    m = re.match(r'(INSERT INTO|UPDATE|DELETE FROM|COPY) "?(\w+)', s)
     if m:
         return f"{m.group(1).split()[0]} {m.group(2)}"
     m = re.search(r'\bFROM "?(\w+)', s)
@@ -708,6 +725,10 @@ async def measure(url: str, server: harness.Server, options: Options) -> None:
             orders = await measure_orders(app, setup, conn, options, bar)
             task = bar.add_task("Auction clearings", total=len(setup.auctions))
             await clear_one(app, conn, setup.warm_up, record=False)
+            # a running platform's order tables hold history and autovacuum has analysed
+            # them; statistics of the empty tables from set-up would leave PostgreSQL's
+            # cached key-check plans scanning them whole (quadratic in the winners)
+            await conn.execute("ANALYZE")
             clearings = []
             recorded = min(range(len(setup.auctions)), key=lambda i: setup.auctions[i].bids)
             for i, auction in enumerate(setup.auctions):
@@ -874,7 +895,8 @@ def report(
             f"{profiled.winners:,} winners, its statements recorded): {profiled.seconds:.2f} s, "
             f"{n:,} statements whatever the number of winners; "
             f"{waited:.2f} s ({waited / profiled.seconds:.0%}) waiting for "
-            f"PostgreSQL (sending the arrays included), the rest Python. The slowest: "
+            f"PostgreSQL (sending the arrays and COPY rows included), the rest Python. The "
+            f"slowest: "
             f"{_slowest(statements, profiled.recorded.waited, top=8)}",
             highlight=False,
             soft_wrap=True,

@@ -6,7 +6,7 @@ import asyncio
 import datetime as dt
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +64,21 @@ def among(ids: Iterable[uuid.UUID]) -> Any:
     a parameter per id, which thousands of ids (an auction's bidders) make slow to compile and
     to plan."""
     return any_(bindparam(None, list(ids), type_=ARRAY(Uuid)))
+
+
+async def copy_rows(
+    session: AsyncSession, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Append rows to `table` with a binary COPY on the session's connection, inside its
+    transaction; the other columns take their defaults. For rows written by the thousand (an
+    auction's orders and notifications): INSERT … SELECT FROM unnest(arrays) has asyncpg check
+    every element of every array parameter in Python (three isinstance checks against abstract
+    base classes, about 0.4 µs each), and PostgreSQL inserts a COPY's rows in batches.
+    Constraints, keys and triggers hold exactly as for INSERT."""
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    assert driver is not None
+    await driver.copy_records_to_table(table, columns=list(columns), records=rows)
 
 
 def new_ids(count: int) -> list[uuid.UUID]:

@@ -10,13 +10,13 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from jinja2 import Environment, StrictUndefined, Template, nodes
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from market.db import among, new_ids, utcnow
+from market.db import among, copy_rows, new_ids, utcnow
 from market.errors import NotFound
 from market.notifications.models import EmailOutbox, Notification
 from market.organisations import service as organisations_service
@@ -128,10 +128,9 @@ async def notify(
     return notification_id
 
 
-@dataclass(frozen=True)
-class Draft:
+class Draft(NamedTuple):
     """A notification to write with others at once (see `notify_many`): the arguments of
-    `notify`."""
+    `notify` (a named tuple: an auction makes one per bid)."""
 
     organisation_id: uuid.UUID
     kind: str
@@ -153,16 +152,6 @@ class _Written:
     subject_id: uuid.UUID
 
 
-_NOTIFY_MANY = text("""
-INSERT INTO notification (id, organisation_id, kind, title, body, subject_type, subject_id)
-SELECT id, organisation_id, kind, title, body, subject_type, subject_id
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:organisation_ids AS uuid[]), CAST(:kinds AS text[]),
-              CAST(:titles AS text[]), CAST(:bodies AS text[]), CAST(:subject_types AS text[]),
-              CAST(:subject_ids AS uuid[]))
-       WITH ORDINALITY
-       AS n(id, organisation_id, kind, title, body, subject_type, subject_id, ord)
- ORDER BY ord
-""")
 _EMAIL_MANY = text("""
 INSERT INTO email_outbox (notification_id, to_address, subject, body_text)
 SELECT notification_id, to_address, subject, body_text
@@ -254,17 +243,14 @@ async def notify_many(session: AsyncSession, drafts: Sequence[Draft]) -> list[uu
         title_renderer, body_renderer = _renderers(draft.kind)
         rendered.append((title_renderer.render(draft.context), body_renderer.render(draft.context)))
     ids = new_ids(len(drafts))
-    await session.execute(
-        _NOTIFY_MANY,
-        {
-            "ids": ids,
-            "organisation_ids": [d.organisation_id for d in drafts],
-            "kinds": [d.kind for d in drafts],
-            "titles": [title for title, _ in rendered],
-            "bodies": [body for _, body in rendered],
-            "subject_types": [d.subject_type for d in drafts],
-            "subject_ids": [d.subject_id for d in drafts],
-        },
+    await copy_rows(
+        session,
+        "notification",
+        ("id", "organisation_id", "kind", "title", "body", "subject_type", "subject_id"),
+        [
+            (notification_id, d.organisation_id, d.kind, title, body, d.subject_type, d.subject_id)
+            for notification_id, d, (title, body) in zip(ids, drafts, rendered, strict=True)
+        ],
     )
     return ids
 

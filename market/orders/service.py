@@ -10,15 +10,15 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import CHINA, china_today
 from market.catalog import service as catalog_service
 from market.config import Settings
-from market.db import among, new_ids, utcnow
+from market.db import among, copy_rows, new_ids, utcnow
 from market.errors import Conflict, Invalid, MarketError, NotFound
 from market.listings import service as listings_service
 from market.logistics import service as logistics_service
@@ -391,11 +391,10 @@ async def place_order(
 # ---------------------------------------------------------------- placing many at once
 
 
-@dataclass(frozen=True)
-class AgreedSale:
+class AgreedSale(NamedTuple):
     """One buyer's purchase of one listing at a price agreed beforehand (a cleared auction's
     winning bid): what `place_order` gets as `buyer`, `user_id`, `data` and `prices` for a
-    one-line order."""
+    one-line order. Named tuples here: an auction makes thousands at once."""
 
     buyer_id: uuid.UUID
     user_id: uuid.UUID | None
@@ -408,14 +407,12 @@ class AgreedSale:
     note: str | None = None
 
 
-@dataclass(frozen=True)
-class PlacedOrder:
+class PlacedOrder(NamedTuple):
     id: uuid.UUID
     payment_due_at: dt.datetime
 
 
-@dataclass(frozen=True)
-class _Priced:
+class _Priced(NamedTuple):
     """A sale that passed every check, priced as place_order prices it."""
 
     sale: int  # its index in the sales
@@ -427,44 +424,18 @@ class _Priced:
     goods_fen: int
 
 
-_ORDERS_MANY = text("""
-INSERT INTO "order" (id, buyer_id, placed_by_id, status, source, destination_code, address,
-                     contact_name, contact_phone, note, fee_bps, payment_due_at, goods_fen,
-                     logistics_fen, fee_fen, total_fen)
-SELECT id, buyer_id, placed_by_id, 'pending_payment', CAST(:source AS text), destination_code,
-       address, contact_name, contact_phone, note, CAST(:fee_bps AS integer),
-       CAST(:payment_due_at AS timestamptz), goods_fen, logistics_fen, fee_fen, total_fen
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:buyer_ids AS uuid[]), CAST(:placed_by_ids AS uuid[]),
-              CAST(:destination_codes AS text[]), CAST(:addresses AS text[]),
-              CAST(:contact_names AS text[]), CAST(:contact_phones AS text[]),
-              CAST(:notes AS text[]), CAST(:goods AS bigint[]), CAST(:logistics AS bigint[]),
-              CAST(:fees AS bigint[]), CAST(:totals AS bigint[]))
-       WITH ORDINALITY AS o(id, buyer_id, placed_by_id, destination_code, address, contact_name,
-                            contact_phone, note, goods_fen, logistics_fen, fee_fen, total_fen,
-                            ord)
- ORDER BY ord
-""")
-_FULFILMENTS_MANY = text("""
-INSERT INTO fulfilment (id, order_id, cooperative_id, status, goods_fen, logistics_fen,
-                        transit_days)
-SELECT id, order_id, CAST(:cooperative_id AS uuid), 'pending', goods_fen, logistics_fen,
-       transit_days
-  FROM unnest(CAST(:ids AS uuid[]), CAST(:order_ids AS uuid[]), CAST(:goods AS bigint[]),
-              CAST(:logistics AS bigint[]), CAST(:transit_days AS integer[]))
-       WITH ORDINALITY AS f(id, order_id, goods_fen, logistics_fen, transit_days, ord)
- ORDER BY ord
-""")
-_LINES_MANY = text("""
-INSERT INTO order_line (order_id, fulfilment_id, listing_id, lot_id, title_zh, quantity,
-                        unit_size, unit_price_fen, line_total_fen, poor_share_bp)
-SELECT order_id, fulfilment_id, CAST(:listing_id AS uuid), CAST(:lot_id AS uuid),
-       CAST(:title_zh AS text), quantity, CAST(:unit_size AS bigint), unit_price_fen,
-       quantity * unit_price_fen, CAST(:poor_share_bp AS integer)
-  FROM unnest(CAST(:order_ids AS uuid[]), CAST(:fulfilment_ids AS uuid[]),
-              CAST(:quantities AS bigint[]), CAST(:prices AS bigint[]))
-       WITH ORDINALITY AS l(order_id, fulfilment_id, quantity, unit_price_fen, ord)
- ORDER BY ord
-""")
+_ORDER_COLUMNS = (
+    "id", "buyer_id", "placed_by_id", "status", "source", "destination_code", "address",
+    "contact_name", "contact_phone", "note", "fee_bps", "payment_due_at", "goods_fen",
+    "logistics_fen", "fee_fen", "total_fen",
+)  # fmt: skip
+_FULFILMENT_COLUMNS = (
+    "id", "order_id", "cooperative_id", "status", "goods_fen", "logistics_fen", "transit_days",
+)  # fmt: skip
+_LINE_COLUMNS = (
+    "id", "order_id", "fulfilment_id", "listing_id", "lot_id", "title_zh", "quantity",
+    "unit_size", "unit_price_fen", "line_total_fen", "poor_share_bp",
+)  # fmt: skip
 
 
 async def place_agreed_orders(
@@ -546,9 +517,11 @@ async def place_agreed_orders(
         road[destination] = logistics_service.road_km(straight)
 
     # each sale as place_order would price it, in order; the stock as the reservations before
-    # it would leave it
+    # it would leave it. Freight, transit and freshness depend only on the quantity and the
+    # destination: an auction's thousands of winners share a handful of them
     available, reserved = listing.quantity_available, listing.quantity_reserved
     placed: list[_Priced] = []
+    shipping: dict[tuple[int, str], tuple[int, int, str | None]] = {}
     fresh_ids = iter(new_ids(2 * len(sales)))
     for k, sale in enumerate(sales):
         if results[k] is not None:
@@ -560,7 +533,7 @@ async def place_agreed_orders(
                 errors=[{"field": f"{field}.quantity", "message": "0 available"}],
             )
             continue
-        if row["cooperative_id"] == str(sale.buyer_id):
+        if sale.buyer_id == cooperative_id:
             results[k] = Invalid.field(f"{field}.listing_id", "You cannot buy your own listing.")
             continue
         unit_price = sale.unit_price_fen or tier_price(
@@ -568,21 +541,26 @@ async def place_agreed_orders(
             list(zip(row["tier_quantities"] or [], row["tier_prices"] or [], strict=True)),
             sale.quantity,
         )
-        weight = grams * sale.quantity
-        km = road[sale.destination_code]
-        rate = logistics_service.rate_for(storage, weight)
-        days = logistics_service.transit_days(rate, km)
-        fresh = logistics_service.freshness(
-            shelf_life_days=product.shelf_life_days,
-            made_on=made_on,
-            today=today,
-            transit=days,
-            margin_days=terms.freshness_margin_days,
-        )
-        if not fresh.suitable:
+        quote = shipping.get((sale.quantity, sale.destination_code))
+        if quote is None:
+            weight = grams * sale.quantity
+            km = road[sale.destination_code]
+            rate = logistics_service.rate_for(storage, weight)
+            days = logistics_service.transit_days(rate, km)
+            fresh = logistics_service.freshness(
+                shelf_life_days=product.shelf_life_days,
+                made_on=made_on,
+                today=today,
+                transit=days,
+                margin_days=terms.freshness_margin_days,
+            )
+            quote = (logistics_service.freight_fen(rate, weight, km), days, fresh.reason)
+            shipping[sale.quantity, sale.destination_code] = quote
+        freight, days, unsuitable = quote
+        if unsuitable is not None:
             results[k] = Invalid.field(
                 f"{field}.listing_id",
-                f"Not suitable for this destination: {fresh.reason}",
+                f"Not suitable for this destination: {unsuitable}",
                 code="not_fresh_on_arrival",
             )
             continue
@@ -597,13 +575,13 @@ async def place_agreed_orders(
         reserved += sale.quantity
         placed.append(
             _Priced(
-                sale=k,
-                order_id=next(fresh_ids),
-                fulfilment_id=next(fresh_ids),
-                unit_price_fen=unit_price,
-                logistics_fen=logistics_service.freight_fen(rate, weight, km),
-                transit_days=days,
-                goods_fen=unit_price * sale.quantity,
+                k,
+                next(fresh_ids),
+                next(fresh_ids),
+                unit_price,
+                freight,
+                days,
+                unit_price * sale.quantity,
             )
         )
     if not placed:
@@ -631,55 +609,42 @@ async def place_agreed_orders(
             results[p.sale] = exc
         return [result for result in results if result is not None]
 
+    # the orders, their fulfilments and lines, by COPY (thousands at once), in that order:
+    # each one's keys point at rows written before it
     payment_due_at = utcnow() + dt.timedelta(minutes=terms.payment_minutes)
-    fees = [fee_fen(p.goods_fen, terms.fee_bps) for p in placed]
-    await session.execute(
-        _ORDERS_MANY,
-        {
-            "source": source,
-            "fee_bps": terms.fee_bps,
-            "payment_due_at": payment_due_at,
-            "ids": [p.order_id for p in placed],
-            "buyer_ids": [sales[p.sale].buyer_id for p in placed],
-            "placed_by_ids": [sales[p.sale].user_id for p in placed],
-            "destination_codes": [sales[p.sale].destination_code for p in placed],
-            "addresses": [sales[p.sale].address for p in placed],
-            "contact_names": [sales[p.sale].contact_name for p in placed],
-            "contact_phones": [sales[p.sale].contact_phone for p in placed],
-            "notes": [sales[p.sale].note for p in placed],
-            "goods": [p.goods_fen for p in placed],
-            "logistics": [p.logistics_fen for p in placed],
-            "fees": fees,
-            "totals": [
-                p.goods_fen + p.logistics_fen + fee for p, fee in zip(placed, fees, strict=True)
-            ],
-        },
-    )
-    await session.execute(
-        _FULFILMENTS_MANY,
-        {
-            "cooperative_id": cooperative_id,
-            "ids": [p.fulfilment_id for p in placed],
-            "order_ids": [p.order_id for p in placed],
-            "goods": [p.goods_fen for p in placed],
-            "logistics": [p.logistics_fen for p in placed],
-            "transit_days": [p.transit_days for p in placed],
-        },
-    )
-    await session.execute(
-        _LINES_MANY,
-        {
-            "listing_id": listing_id,
-            "lot_id": listing.lot_id,
-            "title_zh": listing.title_zh,
-            "unit_size": unit_size,
-            "poor_share_bp": poor_share_bp,
-            "order_ids": [p.order_id for p in placed],
-            "fulfilment_ids": [p.fulfilment_id for p in placed],
-            "quantities": [sales[p.sale].quantity for p in placed],
-            "prices": [p.unit_price_fen for p in placed],
-        },
-    )
+    orders = []
+    for p in placed:
+        sale = sales[p.sale]
+        fee = fee_fen(p.goods_fen, terms.fee_bps)
+        orders.append(
+            (
+                p.order_id, sale.buyer_id, sale.user_id, "pending_payment", source,
+                sale.destination_code, sale.address, sale.contact_name, sale.contact_phone,
+                sale.note, terms.fee_bps, payment_due_at, p.goods_fen, p.logistics_fen, fee,
+                p.goods_fen + p.logistics_fen + fee,
+            )
+        )  # fmt: skip
+    await copy_rows(session, "order", _ORDER_COLUMNS, orders)
+    await copy_rows(
+        session,
+        "fulfilment",
+        _FULFILMENT_COLUMNS,
+        [
+            (p.fulfilment_id, p.order_id, cooperative_id, "pending", p.goods_fen,
+             p.logistics_fen, p.transit_days)
+            for p in placed
+        ],
+    )  # fmt: skip
+    await copy_rows(
+        session,
+        "order_line",
+        _LINE_COLUMNS,
+        [
+            (line_id, p.order_id, p.fulfilment_id, listing_id, listing.lot_id, listing.title_zh,
+             sales[p.sale].quantity, unit_size, p.unit_price_fen, p.goods_fen, poor_share_bp)
+            for line_id, p in zip(new_ids(len(placed)), placed, strict=True)
+        ],
+    )  # fmt: skip
     for p in placed:
         results[p.sale] = PlacedOrder(p.order_id, payment_due_at)
     return [result for result in results if result is not None]

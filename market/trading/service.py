@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -457,16 +457,31 @@ async def auction_result(session: AsyncSession, listing_id: uuid.UUID) -> Auctio
 _BIDS_DECIDED = text("""
 UPDATE bid
    SET status = d.status, filled_quantity = d.filled_quantity, order_id = d.order_id,
-       outcome_reason = COALESCE(d.outcome_reason, bid.outcome_reason),
-       decided_at = COALESCE(d.decided_at, bid.decided_at),
-       updated_at = COALESCE(d.decided_at, bid.updated_at)
+       outcome_reason = d.outcome_reason,
+       decided_at = CAST(:decided_at AS timestamptz), updated_at = CAST(:decided_at AS timestamptz)
   FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:filled AS bigint[]),
-              CAST(:order_ids AS uuid[]), CAST(:reasons AS text[]),
-              CAST(:decided_at AS timestamptz[]))
-       AS d(id, status, filled_quantity, order_id, outcome_reason, decided_at)
+              CAST(:order_ids AS uuid[]), CAST(:reasons AS text[]))
+       AS d(id, status, filled_quantity, order_id, outcome_reason)
  WHERE bid.id = d.id
    AND bid.listing_id = :listing_id  -- the auction's bids only, not a scan of every bid
 """)
+
+
+class _AuctionBid(NamedTuple):
+    """What the clearing reads of each open bid."""
+
+    id: uuid.UUID
+    buyer_id: uuid.UUID
+    placed_by_id: uuid.UUID | None
+    unit_price_fen: int
+    quantity: int
+    partial_ok: bool
+    seq: int
+    destination_code: str
+    address: str
+    contact_name: str
+    contact_phone: str
+    note: str | None
 
 
 async def clear_auction(
@@ -487,30 +502,15 @@ async def clear_auction(
         raise Invalid.field("listing_id", "This listing is not an auction.")
     if listing.auction_closes_at > utcnow():
         return None
-    bids = (
-        await session.execute(
-            select(
-                Bid.id,
-                Bid.buyer_id,
-                Bid.placed_by_id,
-                Bid.status,
-                Bid.unit_price_fen,
-                Bid.quantity,
-                Bid.partial_ok,
-                Bid.seq,
-                Bid.destination_code,
-                Bid.address,
-                Bid.contact_name,
-                Bid.contact_phone,
-                Bid.note,
-            )
-            .where(Bid.listing_id == listing_id, Bid.kind == "auction", Bid.status == "open")
-            .order_by(Bid.seq)
-            # no row locks: placing and withdrawing an auction bid take the listing's lock,
-            # which this clearing holds (locking thousands of bids only to update them
-            # again costs a write per bid)
-        )
-    ).all()
+    rows = await session.execute(
+        select(*(getattr(Bid, name) for name in _AuctionBid._fields))
+        .where(Bid.listing_id == listing_id, Bid.kind == "auction", Bid.status == "open")
+        .order_by(Bid.seq)
+        # no row locks: placing and withdrawing an auction bid take the listing's lock,
+        # which this clearing holds (locking thousands of bids only to update them
+        # again costs a write per bid)
+    )
+    bids = list(map(_AuctionBid._make, rows))  # a Row's attributes cost ~0.5 µs each
     offered = listing.quantity_available
     outcomes = clearing.clear(
         [
@@ -533,15 +533,15 @@ async def clear_auction(
                 listing_id=listing_id,
                 sales=[
                     orders_service.AgreedSale(
-                        buyer_id=bid.buyer_id,
-                        user_id=bid.placed_by_id,
-                        quantity=outcome.quantity,
-                        unit_price_fen=bid.unit_price_fen,
-                        destination_code=bid.destination_code,
-                        address=bid.address,
-                        contact_name=bid.contact_name,
-                        contact_phone=bid.contact_phone,
-                        note=bid.note,
+                        bid.buyer_id,
+                        bid.placed_by_id,
+                        outcome.quantity,
+                        bid.unit_price_fen,
+                        bid.destination_code,
+                        bid.address,
+                        bid.contact_name,
+                        bid.contact_phone,
+                        bid.note,
                     )
                     for bid, outcome in winners
                 ],
@@ -552,63 +552,63 @@ async def clear_auction(
         )
     )
     now = utcnow()
-    decided: dict[str, list[Any]] = {
-        "ids": [],
-        "statuses": [],
-        "filled": [],
-        "order_ids": [],
-        "reasons": [],
-        "decided_at": [],
-    }
+    title = listing.title_zh
+    # every bid read is open: its next status by the transition table, once per outcome
+    to_won, to_part, to_lost = (states.transition("open", e) for e in ("win", "win_part", "lose"))
+    ids: list[uuid.UUID] = []
+    statuses: list[str] = []
+    filled: list[int] = []
+    order_ids: list[uuid.UUID | None] = []
+    reasons: list[str | None] = []
     drafts: list[notifications_service.Draft] = []
     allocated = revenue = won = 0
     for bid, outcome in ranked:
         order = placed.get(bid.id)
+        ids.append(bid.id)
         if isinstance(order, orders_service.PlacedOrder):
-            event = "win" if outcome.status == "won" else "win_part"
-            row: tuple[Any, ...] = (outcome.quantity, order.id, None, now)
+            statuses.append(to_won if outcome.status == "won" else to_part)
+            filled.append(outcome.quantity)
+            order_ids.append(order.id)
+            reasons.append(None)
             allocated += outcome.quantity
-            revenue += outcome.amount_fen
+            revenue += outcome.quantity * bid.unit_price_fen
             won += 1
+            context = {
+                "title": title,
+                "quantity": outcome.quantity,
+                "price": _yuan(bid.unit_price_fen),
+            }
             drafts.append(
-                notifications_service.Draft(
-                    organisation_id=bid.buyer_id,
-                    kind="auction_won",
-                    subject_type="order",
-                    subject_id=order.id,
-                    context={
-                        "title": listing.title_zh,
-                        "quantity": outcome.quantity,
-                        "price": _yuan(bid.unit_price_fen),
-                    },
-                )
+                notifications_service.Draft(bid.buyer_id, "auction_won", "order", order.id, context)
             )
         else:
             # a loser, or a winner who cannot buy (no longer verified, goods would spoil on
             # the way): told why; the units stay with the listing
-            event = "lose"
             reason = (
                 outcome.reason
                 if order is None
                 else f"Won, but the order could not be placed: {order}"
             )
-            row = (0, None, reason, now)
+            statuses.append(to_lost)
+            filled.append(0)
+            order_ids.append(None)
+            reasons.append(reason)
+            context = {"title": title, "reason": reason or ""}
             drafts.append(
-                notifications_service.Draft(
-                    organisation_id=bid.buyer_id,
-                    kind="auction_lost",
-                    subject_type="bid",
-                    subject_id=bid.id,
-                    context={"title": listing.title_zh, "reason": reason or ""},
-                )
+                notifications_service.Draft(bid.buyer_id, "auction_lost", "bid", bid.id, context)
             )
-        decided["ids"].append(bid.id)
-        decided["statuses"].append(states.transition(bid.status, event))
-        for name, value in zip(("filled", "order_ids", "reasons", "decided_at"), row, strict=True):
-            decided[name].append(value)
+    decided: dict[str, list[Any]] = {
+        "ids": ids,
+        "statuses": statuses,
+        "filled": filled,
+        "order_ids": order_ids,
+        "reasons": reasons,
+    }
     if bids:
-        await session.execute(_BIDS_DECIDED, {**decided, "listing_id": listing_id})
-        _sync_loaded_bids(session, decided)
+        await session.execute(
+            _BIDS_DECIDED, {**decided, "decided_at": now, "listing_id": listing_id}
+        )
+        _sync_loaded_bids(session, decided, now)
     # the cooperative hears once about the whole clearing (its orders are in its feed of
     # orders), the buyers each about their own bid
     due = next(
@@ -654,7 +654,9 @@ async def clear_auction(
     return result
 
 
-def _sync_loaded_bids(session: AsyncSession, decided: dict[str, list[Any]]) -> None:
+def _sync_loaded_bids(
+    session: AsyncSession, decided: dict[str, list[Any]], at: dt.datetime
+) -> None:
     """Bids already loaded in the session take the decision written by the UPDATE as their
     stored state (not as a change to flush), so that nobody reads a stale `open` bid."""
     loaded = {obj.id: obj for obj in list(session.identity_map.values()) if isinstance(obj, Bid)}
@@ -667,11 +669,9 @@ def _sync_loaded_bids(session: AsyncSession, decided: dict[str, list[Any]]) -> N
         set_committed_value(bid, "status", decided["statuses"][k])
         set_committed_value(bid, "filled_quantity", decided["filled"][k])
         set_committed_value(bid, "order_id", decided["order_ids"][k])
-        if decided["reasons"][k] is not None:
-            set_committed_value(bid, "outcome_reason", decided["reasons"][k])
-        if decided["decided_at"][k] is not None:
-            set_committed_value(bid, "decided_at", decided["decided_at"][k])
-            set_committed_value(bid, "updated_at", decided["decided_at"][k])
+        set_committed_value(bid, "outcome_reason", decided["reasons"][k])
+        set_committed_value(bid, "decided_at", at)
+        set_committed_value(bid, "updated_at", at)
 
 
 async def due_auctions(session: AsyncSession, *, limit: int = 20) -> list[uuid.UUID]:
