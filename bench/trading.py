@@ -22,9 +22,10 @@ auction listing of as many units as 60% of the demand, sealed bids of 1 to 5 uni
 distinct buyers (inserted directly into `bid`; prices 45 to 90 yuan against a reserve of 50,
 no partial fills), closed by moving `auction_closes_at` into the past; one clearing per size
 in --bids (default 1,000, 5,000 and 20,000), after one unreported clearing of 100 bids (as in a
-running worker: statements prepared, caches warm) and an ANALYZE (as autovacuum keeps a running
-database's statistics: with those of the empty tables, PostgreSQL plans the foreign-key checks
-of new orders as scans of the whole table, and a clearing takes time quadratic in its winners).
+running worker: statements prepared, caches warm), itself after an ANALYZE (as autovacuum keeps
+a running database's statistics: with those of the empty tables, PostgreSQL plans the foreign-key
+checks of new orders as scans of the whole table, and a clearing takes time quadratic in its
+winners).
 Every winner gets an order through the orders service (`place_agreed_orders`: the orders of all
 winners in a few set-based statements and COPYs). The baseline is
 `market.trading.clearing.clear()` of the same bids in memory. Printed: allocations (winning bids)
@@ -724,11 +725,11 @@ async def measure(url: str, server: harness.Server, options: Options) -> None:
             setup = await populate(app.maker, options, bar)
             orders = await measure_orders(app, setup, conn, options, bar)
             task = bar.add_task("Auction clearings", total=len(setup.auctions))
-            await clear_one(app, conn, setup.warm_up, record=False)
             # a running platform's order tables hold history and autovacuum has analysed
             # them; statistics of the empty tables from set-up would leave PostgreSQL's
             # cached key-check plans scanning them whole (quadratic in the winners)
             await conn.execute("ANALYZE")
+            await clear_one(app, conn, setup.warm_up, record=False)
             clearings = []
             recorded = min(range(len(setup.auctions)), key=lambda i: setup.auctions[i].bids)
             for i, auction in enumerate(setup.auctions):

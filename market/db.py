@@ -118,6 +118,10 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         # request once and the pool replaces it
         pool_pre_ping=False,
         pool_recycle=1800,
+        # the connection returned last is taken first: work that comes one piece at a time
+        # (a worker's jobs) stays on a connection whose prepared statements, plans and
+        # catalog caches are warm, rather than going round all of them
+        pool_use_lifo=True,
         connect_args={"server_settings": {"application_name": "agribridge"}},
     )
 

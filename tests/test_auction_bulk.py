@@ -406,3 +406,56 @@ def test_new_ids_are_distinct_random_uuids() -> None:
     parsed = uuid.UUID(str(ids[0]))
     assert parsed == ids[0] and hash(parsed) == hash(ids[0]) and {parsed: 1}[ids[0]] == 1
     assert new_ids(0) == []
+
+
+async def test_key_checks_are_planned_for_the_tables_as_they_are(session):
+    """PostgreSQL keeps a foreign-key check's plan per connection. One made while the orders
+    table was small reads the whole table; kept for a clearing's thousands of rows, it would
+    make the clearing quadratic in its winners. The bulk writing has the checks planned
+    afresh: the orders table is read whole a handful of times, not once per order."""
+    organisation, _ = await buyer(session)
+    supply = await make_supply(session)
+    listing = await make_listing(
+        session, supply, price_tiers=[], quantity=200, min_order_quantity=1
+    )
+    address = {
+        "destination_code": "110105",
+        "address": "北京市朝阳区新发地 B 区 12 号",
+        "contact_name": "王建国",
+        "contact_phone": "13800138000",
+    }
+
+    def sales(count: int) -> list[orders_service.AgreedSale]:
+        return [
+            orders_service.AgreedSale(organisation.id, None, 1, 6000, **address)
+            for _ in range(count)
+        ]
+
+    async def whole_reads() -> int:
+        return int(
+            await session.scalar(
+                text(
+                    "SELECT sum(seq_scan) FROM pg_stat_xact_user_tables "
+                    "WHERE relname IN ('order', 'fulfilment')"
+                )
+            )
+            or 0
+        )
+
+    # the checks' plans made and kept as if the tables were small: by whole reads
+    await session.execute(text("SET LOCAL enable_indexscan = off"))
+    await session.execute(text("SET LOCAL enable_bitmapscan = off"))
+    placed = await orders_service.place_agreed_orders(
+        session, listing_id=listing.id, sales=sales(8), terms=TERMS
+    )
+    assert all(isinstance(p, orders_service.PlacedOrder) for p in placed)
+    assert await whole_reads() >= 8  # the checks did read the tables whole
+    await session.execute(text("SET LOCAL enable_indexscan = on"))
+    await session.execute(text("SET LOCAL enable_bitmapscan = on"))
+
+    before = await whole_reads()
+    placed = await orders_service.place_agreed_orders(
+        session, listing_id=listing.id, sales=sales(190), terms=TERMS
+    )
+    assert all(isinstance(p, orders_service.PlacedOrder) for p in placed)
+    assert await whole_reads() - before < 20

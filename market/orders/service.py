@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, NamedTuple, NoReturn
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import CHINA, china_today
@@ -610,7 +610,12 @@ async def place_agreed_orders(
         return [result for result in results if result is not None]
 
     # the orders, their fulfilments and lines, by COPY (thousands at once), in that order:
-    # each one's keys point at rows written before it
+    # each one's keys point at rows written before it. PostgreSQL keeps the plans of its
+    # foreign-key checks per connection: planned while these tables were small (a young
+    # platform), they read the whole referenced table, and thousands of rows would then cost
+    # time quadratic in their number. DISCARD PLANS has them planned again when the checks
+    # run, at the end of each COPY, with the tables as they are then.
+    await session.execute(text("DISCARD PLANS"))
     payment_due_at = utcnow() + dt.timedelta(minutes=terms.payment_minutes)
     orders = []
     for p in placed:
