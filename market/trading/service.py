@@ -571,7 +571,7 @@ async def clear_auction(
             order_ids.append(order.id)
             reasons.append(None)
             allocated += outcome.quantity
-            revenue += outcome.quantity * bid.unit_price_fen
+            revenue += outcome.amount_fen
             won += 1
             context = {
                 "title": title,
