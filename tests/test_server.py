@@ -27,7 +27,7 @@ import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
-from market.db import plain_url
+from market.db import memory_settings, plain_url, start_embedded
 from tests.factories import PASSWORD, bearer, unique_email
 
 MARKET = Path(sys.executable).parent / "market"
@@ -447,6 +447,65 @@ def test_demo_on_embedded_postgres_survives_a_restart(tmp_path: Path, workdir: P
                     stop_process(server.process)
         leaked = stop_leftover_postgres(pgdata)
     assert not leaked, "a postmaster was left running in the data directory"
+
+
+def test_memory_settings_follow_the_machine() -> None:
+    """A quarter of the memory for shared buffers (PostgreSQL's 128MB on small machines, at
+    most 8GB), half as the planner's cache, a sixteenth for index builds (at most 1GB)."""
+    gib = 1024**3
+    assert memory_settings(memory=24 * gib) == {
+        "shared_buffers": "6144MB",
+        "effective_cache_size": "12288MB",
+        "maintenance_work_mem": "1024MB",
+    }
+    assert memory_settings(memory=gib // 4) == {
+        "shared_buffers": "128MB",
+        "effective_cache_size": "512MB",
+        "maintenance_work_mem": "64MB",
+    }
+    assert memory_settings(memory=256 * gib)["shared_buffers"] == "8192MB"
+    assert memory_settings("512MB", memory=24 * gib)["shared_buffers"] == "512MB"
+
+
+def test_embedded_postgres_is_sized_when_the_app_starts_it(tmp_path: Path) -> None:
+    """The first start writes the settings and restarts the server with them; a start with
+    other settings restarts it once more; the include in postgresql.conf is written once."""
+    pgdata = tmp_path / "pgdata"
+
+    async def shown(url: str) -> list[int]:
+        conn = await asyncpg.connect(plain_url(url))
+        try:
+            return [
+                int(await conn.fetchval(f"SELECT pg_size_bytes(current_setting('{name}'))"))
+                for name in ("shared_buffers", "effective_cache_size", "maintenance_work_mem")
+            ]
+        finally:
+            await conn.close()
+
+    def size(text: str) -> int:
+        assert text.endswith("MB"), text
+        return int(text[:-2]) * 1024 * 1024
+
+    embedded = start_embedded(pgdata)
+    try:
+        pid = embedded.server.get_pid()
+        assert asyncio.run(shown(embedded.url("postgres"))) == [
+            size(value) for value in memory_settings().values()
+        ]
+    finally:
+        embedded.stop()
+    embedded = start_embedded(pgdata, shared_buffers="160MB")
+    try:
+        assert asyncio.run(shown(embedded.url("postgres")))[0] == size("160MB")
+        assert embedded.server.get_pid() != pid
+        # a second handle in this process joins the running server and changes nothing
+        again = start_embedded(pgdata, shared_buffers="192MB")
+        assert again.server is embedded.server
+        assert asyncio.run(shown(embedded.url("postgres")))[0] == size("160MB")
+    finally:
+        embedded.stop()
+    assert (pgdata / "postgresql.conf").read_text().count("\ninclude_if_exists = 'agribridge.conf'") == 1
+    assert not stop_leftover_postgres(pgdata), "a postmaster was left running"
 
 
 def test_sigterm_during_first_start_stops_embedded_postgres(tmp_path: Path, workdir: Path) -> None:
