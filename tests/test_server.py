@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from market.db import memory_settings, plain_url, start_embedded
+from market.errors import StartupError
 from tests.factories import PASSWORD, bearer, unique_email
 
 MARKET = Path(sys.executable).parent / "market"
@@ -468,8 +469,8 @@ def test_memory_settings_follow_the_machine() -> None:
 
 
 def test_embedded_postgres_is_sized_when_the_app_starts_it(tmp_path: Path) -> None:
-    """The first start writes the settings and restarts the server with them; a start with
-    other settings restarts it once more; the include in postgresql.conf is written once."""
+    """The first start writes the settings and restarts the server with them; later starts
+    write them before starting; the include in postgresql.conf is written once."""
     pgdata = tmp_path / "pgdata"
 
     async def shown(url: str) -> list[int]:
@@ -494,6 +495,10 @@ def test_embedded_postgres_is_sized_when_the_app_starts_it(tmp_path: Path) -> No
         ]
     finally:
         embedded.stop()
+    # a value the server refuses stops the start with one clear error, and the next start
+    # with a good value mends it (the file is written before the server starts)
+    with pytest.raises(StartupError, match="could not start"):
+        start_embedded(pgdata, shared_buffers="99999GB")
     embedded = start_embedded(pgdata, shared_buffers="160MB")
     try:
         assert asyncio.run(shown(embedded.url("postgres")))[0] == size("160MB")
@@ -504,7 +509,8 @@ def test_embedded_postgres_is_sized_when_the_app_starts_it(tmp_path: Path) -> No
         assert asyncio.run(shown(embedded.url("postgres")))[0] == size("160MB")
     finally:
         embedded.stop()
-    assert (pgdata / "postgresql.conf").read_text().count("\ninclude_if_exists = 'agribridge.conf'") == 1
+    included = "\ninclude_if_exists = 'agribridge.conf'"
+    assert (pgdata / "postgresql.conf").read_text().count(included) == 1
     assert not stop_leftover_postgres(pgdata), "a postmaster was left running"
 
 
