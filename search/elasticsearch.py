@@ -340,8 +340,12 @@ class ElasticsearchSearch:
             )
             vocabulary_created = response.meta.status == 200  # else another process was first
         if await self.client.indices.exists_alias(name=self.alias):
-            # the listings are there, their typo vocabulary was lost: rebuild to refill it
-            return vocabulary_created
+            # the listings are there, their typo vocabulary was lost: rebuild to refill it;
+            # unless the listings index is younger than the vocabulary this call created:
+            # then another process starting at the same time created it, and rebuilds
+            return vocabulary_created and await self._created_ms(
+                self.alias
+            ) < await self._created_ms(self.vocabulary_index)
         for attempt in range(2):
             try:
                 await self.client.indices.create(
@@ -365,6 +369,13 @@ class ElasticsearchSearch:
                     continue
                 raise
         raise AssertionError("unreachable")
+
+    async def _created_ms(self, index: str) -> int:
+        """When the newest index behind `index` (a name or an alias) was created, in ms."""
+        settings = await self.client.indices.get_settings(
+            index=index, name="index.creation_date", flat_settings=True
+        )
+        return max(int(body["settings"]["index.creation_date"]) for body in settings.values())
 
     async def create_index(self) -> str:
         """A new empty concrete index, not behind the alias yet (for a reindex)."""

@@ -218,6 +218,49 @@ async def test_processes_ensuring_the_index_at_once_create_one(search_url, round
             await backend.close()
 
 
+async def test_a_lost_vocabulary_has_exactly_one_process_rebuild(search_url, monkeypatch):
+    """The listings index is there but its typo vocabulary was lost: the one process that
+    creates the vocabulary again answers True (rebuild), the others False; on an empty
+    cluster the process that created the listings index is the one, even when another
+    created the vocabulary just before it (its listings index is then the younger)."""
+    first = _backend(search_url)
+    backends = [
+        first,
+        *(
+            ElasticsearchSearch(
+                make_client(search_url, opensearch_compat=True), index_prefix=first.index_prefix
+            )
+            for _ in range(3)
+        ),
+    ]
+    try:
+        assert await first.ensure_index() is True
+        await first.client.indices.delete(index=first.vocabulary_index)
+        created = await asyncio.gather(*(b.ensure_index() for b in backends))
+        assert sorted(created) == [False, False, False, True]
+        assert await first.ensure_index() is False
+
+        # both lost: one process recreates the vocabulary, and before it looks for the
+        # listings, another process (finding the vocabulary there) creates them
+        await first.client.indices.delete(index=",".join(await first._alias_indices()))
+        await first.client.indices.delete(index=first.vocabulary_index)
+        slow, other = backends[2], backends[3]
+        looked_up = slow.client.indices.exists_alias
+        answers = []
+
+        async def others_first(**kwargs):
+            answers.append(await other.ensure_index())
+            return await looked_up(**kwargs)
+
+        monkeypatch.setattr(slow.client.indices, "exists_alias", others_first)
+        assert await slow.ensure_index() is False  # its vocabulary is the older index
+        assert answers == [True]  # the process that created the listings rebuilds
+    finally:
+        await first.drop()
+        for backend in backends:
+            await backend.close()
+
+
 async def test_a_reindex_builds_beside_the_served_index_and_switches(elastic):
     old_documents, new_documents = DOCUMENTS[:3], DOCUMENTS[3:]
     assert await elastic.index(old_documents) == []
