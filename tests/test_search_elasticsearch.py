@@ -187,18 +187,24 @@ async def test_ensure_index_creates_once_and_again_after_a_loss(search_url):
     assert await _indices(backend) == []
 
 
-@pytest.mark.parametrize("round", range(5))
-async def test_processes_ensuring_the_index_at_once_create_one(search_url, round):
+def _processes(search_url: str, count: int) -> list[ElasticsearchSearch]:
+    """Backends as `count` processes would have them: own clients, one index prefix."""
     first = _backend(search_url)
-    backends = [
+    return [
         first,
         *(
             ElasticsearchSearch(
                 make_client(search_url, opensearch_compat=True), index_prefix=first.index_prefix
             )
-            for _ in range(3)
+            for _ in range(count - 1)
         ),
     ]
+
+
+@pytest.mark.parametrize("round", range(5))
+async def test_processes_ensuring_the_index_at_once_create_one(search_url, round):
+    backends = _processes(search_url, 4)
+    first = backends[0]
     try:
         created = await asyncio.gather(*(b.ensure_index() for b in backends))
         assert sorted(created) == [False, False, False, True]  # one process rebuilds
@@ -223,16 +229,8 @@ async def test_a_lost_vocabulary_has_exactly_one_process_rebuild(search_url, mon
     creates the vocabulary again answers True (rebuild), the others False; on an empty
     cluster the process that created the listings index is the one, even when another
     created the vocabulary just before it (its listings index is then the younger)."""
-    first = _backend(search_url)
-    backends = [
-        first,
-        *(
-            ElasticsearchSearch(
-                make_client(search_url, opensearch_compat=True), index_prefix=first.index_prefix
-            )
-            for _ in range(3)
-        ),
-    ]
+    backends = _processes(search_url, 4)
+    first = backends[0]
     try:
         assert await first.ensure_index() is True
         await first.client.indices.delete(index=first.vocabulary_index)
