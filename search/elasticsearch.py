@@ -343,9 +343,10 @@ class ElasticsearchSearch:
             # the listings are there, their typo vocabulary was lost: rebuild to refill it;
             # unless the listings index is younger than the vocabulary this call created:
             # then another process starting at the same time created it, and rebuilds
-            return vocabulary_created and await self._created_ms(
-                self.alias
-            ) < await self._created_ms(self.vocabulary_index)
+            if not vocabulary_created:
+                return False
+            listings_ms = await self._created_ms(self.alias)
+            return listings_ms < await self._created_ms(self.vocabulary_index)
         for attempt in range(2):
             try:
                 await self.client.indices.create(
