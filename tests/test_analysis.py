@@ -481,3 +481,25 @@ def test_output_does_not_depend_on_the_hash_seed() -> None:
         outputs.add(result.stdout)
     assert len(outputs) == 1
     assert json.loads(outputs.pop())[0][0] == index_terms(TITLES["goji_jingyuan"])
+
+
+def test_a_started_process_has_the_dictionaries_loaded_and_beyond_the_collector() -> None:
+    """After start-up (`freeze_startup_objects`, as `market serve` and `market worker` do),
+    the first search's analysis loads nothing more, and a full collection has almost
+    nothing to walk: the ~190,000 objects of the dictionaries are frozen with the rest."""
+    script = (
+        "import gc, json\n"
+        "from market.app import freeze_startup_objects\n"
+        "from search.analysis import analyse_query\n"
+        "freeze_startup_objects()\n"
+        "frozen = gc.get_freeze_count()\n"
+        "analyse_query('gq 枸杞 宁夏 hongzao 靖远 红枣')\n"
+        "gc.collect()\n"
+        "print(json.dumps([frozen, len(gc.get_objects())]))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    frozen, tracked = json.loads(result.stdout)
+    assert frozen > 190_000  # the dictionaries are among the frozen start-up objects
+    assert tracked < 5_000  # the first search loaded nothing the collector must walk
