@@ -31,7 +31,7 @@ from market.trading.models import Bid
 from tests.factories_listings import make_listing, make_supply
 from tests.test_auction_clearing import PROPERTY, auctions, reference_clear
 from tests.test_orders import buyer
-from tests.test_trading import TERMS, bid, close_now
+from tests.test_trading import TERMS, auction, bid, close_now, negotiable
 
 # ---------------------------------------------------------------- clear(): the fast paths
 
@@ -459,3 +459,65 @@ async def test_key_checks_are_planned_for_the_tables_as_they_are(session):
     )
     assert all(isinstance(p, orders_service.PlacedOrder) for p in placed)
     assert await whole_reads() - before < 20
+
+
+# the columns a decision writes (the clearing's UPDATE, and every accept, reject, withdrawal
+# and expiry of a negotiation bid)
+DECIDED = {"status", "filled_quantity", "order_id", "outcome_reason", "decided_at", "updated_at"}
+
+
+async def test_deciding_auction_bids_is_a_hot_update(client, session):
+    """No index of `bid` holds (as a key, in an expression or in a predicate) a column that
+    deciding a bid writes, so a clearing decides its bids in place, on their own pages and
+    with no index entry (a HOT update): each of them, here."""
+    indexed = set(
+        await session.scalars(
+            text(
+                "SELECT DISTINCT a.attname FROM pg_depend d "
+                "JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid "
+                "WHERE d.classid = 'pg_class'::regclass AND d.refobjid = 'bid'::regclass "
+                "AND d.objid IN (SELECT indexrelid FROM pg_index "
+                "                WHERE indrelid = 'bid'::regclass)"
+            )
+        )
+    )
+    assert {"listing_id", "seq", "open_until", "id"} <= indexed
+    assert not indexed & DECIDED
+    _, listing = await auction(session, quantity=12, reserve=5000)
+    for price in (7000, 6500, 6000, 5500, 4000):
+        organisation, token = await buyer(session)
+        response = await bid(
+            client, organisation, token, listing.id, unit_price_fen=price, quantity=4,
+            expires_at=None,
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+    await close_now(session, listing.id)
+    updates = text(
+        "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables WHERE relname = 'bid'"
+    )
+    before = (await session.execute(updates)).one()
+    result = await trading_service.clear_auction(session, listing_id=listing.id, terms=TERMS)
+    assert result is not None and result.winners == 3
+    after = (await session.execute(updates)).one()
+    assert (after[0] - before[0], after[1] - before[1]) == (5, 5)
+
+
+async def test_the_expiry_sweep_reads_open_until(client, session):
+    """`open_until` is a standing negotiation bid's expiry and NULL for any other bid, kept
+    by PostgreSQL as the status moves: the sweep's index holds only the bids it may expire."""
+    _, listing = await negotiable(session)
+    organisation, token = await buyer(session)
+    response = await bid(client, organisation, token, listing.id)
+    assert response.status_code == 201, response.text
+    standing = await session.get(Bid, uuid.UUID(response.json()["id"]))
+    assert standing is not None and standing.open_until == standing.expires_at is not None
+    await session.execute(
+        text("UPDATE bid SET status = 'rejected' WHERE id = :id"), {"id": standing.id}
+    )
+    await session.refresh(standing)
+    assert standing.open_until is None and standing.expires_at is not None
+    _, sealed = await auction(session)
+    response = await bid(client, organisation, token, sealed.id, expires_at=None)
+    assert response.status_code == 201, response.text
+    auction_bid = await session.get(Bid, uuid.UUID(response.json()["id"]))
+    assert auction_bid is not None and auction_bid.open_until is None

@@ -9,7 +9,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any, NamedTuple, NoReturn
 
 from sqlalchemy import func, select, text
@@ -61,9 +60,12 @@ def order_terms(settings: Settings) -> Terms:
 
 
 def fee_fen(goods_fen: int, fee_bps: int) -> int:
-    """The platform fee on the goods, rounded half-even to a whole fen."""
-    exact = Decimal(goods_fen) * Decimal(fee_bps) / Decimal(10_000)
-    return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    """The platform fee on the goods, rounded half-even to a whole fen: in integers, exactly
+    (goods × bps / 10,000 is whole fen plus a remainder in ten-thousandths)."""
+    fen, rest = divmod(goods_fen * fee_bps, 10_000)
+    if rest * 2 > 10_000 or (rest * 2 == 10_000 and fen % 2):
+        fen += 1
+    return fen
 
 
 def tier_price(base_fen: int, tiers: list[tuple[int, int]], quantity: int) -> int:

@@ -409,14 +409,14 @@ async def withdraw_bid(session: AsyncSession, *, bid_id: uuid.UUID, buyer_id: uu
 
 
 async def expire_bids(session: AsyncSession, *, limit: int = 200) -> int:
+    """Expire the standing negotiation bids whose time has passed, the longest lapsed first,
+    skipping those another worker holds; their buyers are told. Returns how many."""
     bids = list(
         await session.scalars(
             select(Bid)
-            .where(
-                Bid.kind == "negotiation",
-                Bid.status.in_(("open", "countered")),
-                Bid.expires_at <= utcnow(),
-            )
+            # open_until: expires_at of a standing (open or countered) negotiation bid
+            .where(Bid.open_until <= utcnow())
+            .order_by(Bid.open_until)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
