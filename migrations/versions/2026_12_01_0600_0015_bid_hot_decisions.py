@@ -3,7 +3,8 @@ indexes no longer hold `status`: `(listing_id, status)` becomes `(listing_id, se
 expiry sweep's partial index on `status` becomes an index of the stored generated column
 `open_until` (expires_at while a negotiation bid stands, else NULL). Every page keeps half
 its room free (fillfactor 50) for the decided version of its bids; the table is rewritten
-with it while the column is added.
+with it while the column is added, under an exclusive lock: bidding waits for the rewrite
+(seconds per million bids), so on a large platform run it in a quiet hour.
 
 Revision ID: 0015
 Revises: 0014
