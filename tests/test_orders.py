@@ -768,11 +768,14 @@ async def test_a_decided_dispute_before_shipment_lets_the_order_go_on_and_caps_r
     problem(again, 409, "fully_refunded")
 
 
+def test_a_fee_of_half_a_fen_goes_to_the_even_neighbour() -> None:
+    # 1 % of 0.50, 1.50, 2.50 yuan is half a fen; of 0.49 and 0.51 yuan, just under and over
+    assert [orders_service.fee_fen(g, 100) for g in (50, 150, 250, 49, 51)] == [0, 2, 2, 0, 1]
+
+
 @given(st.integers(min_value=0, max_value=10**15), st.integers(min_value=0, max_value=10_000))
 def test_the_fee_is_rounded_half_even_to_a_whole_fen(goods_fen: int, fee_bps: int) -> None:
     """The fee in integers against the exact decimal product, rounded half to even."""
     exact = Decimal(goods_fen) * fee_bps / 10_000
     expected = int(exact.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
     assert orders_service.fee_fen(goods_fen, fee_bps) == expected
-    # the halves: 50 fen at 1 %, 150 at 1 % go to the even neighbour (0 and 2)
-    assert [orders_service.fee_fen(g, 100) for g in (50, 150, 250, 49, 51)] == [0, 2, 2, 0, 1]
