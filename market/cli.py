@@ -75,7 +75,11 @@ def database(settings: Settings) -> Iterator[Database]:
         asyncio.run(check_reachable(db.url))
         yield db
     except StartupError as exc:
+        _exit_if_stopped()
         raise fail(str(exc)) from None
+    except BaseException:
+        _exit_if_stopped()  # a SIGTERM, as the cancellation or another error it turned into
+        raise
     finally:
         if db is not None:
             db.close()
@@ -112,6 +116,7 @@ def _serve(settings: Settings, db: Database) -> None:
     from market.app import create_app
     from market.observability import configure_logging
 
+    _exit_if_stopped()  # a SIGTERM during start-up that something swallowed: do not serve
     asyncio.run(migrate.require_current(db.url))
     _check_port(settings.host, settings.port)
     configure_logging(settings.log_level, settings.log_json)
@@ -132,16 +137,43 @@ def _serve(settings: Settings, db: Database) -> None:
         highlight=False,
     )
     server = uvicorn.Server(config)
-    # uvicorn re-raises SIGTERM after its graceful shutdown; make that an exception so that
-    # the embedded PostgreSQL is stopped on the way out instead of the process just dying
+    # uvicorn re-raises SIGTERM after its graceful shutdown, while its loop still runs: our
+    # handler notes it, and the exit below stops the embedded PostgreSQL on the way out
+    # instead of the process just dying
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     server.run()
+    _exit_if_stopped()
     if not server.started:
         raise StartupError(f"the server could not start on {settings.host}:{settings.port}")
 
 
+# the signal that asked this process to stop, once one has
+_stopped_by: list[int] = []
+
+
 def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    """Stop, and remember why. In plain code, raise SystemExit(143) right here. While an event
+    loop runs (migrations, demo data), cancel its tasks instead, at their next `await`: an
+    exception raised here could land in the middle of the database driver's callback, which
+    turned it into another error or left a task waiting forever for an answer it had already
+    read. `database()` turns what comes out into the exit; `_serve` refuses to start after
+    a stop that something swallowed."""
+    _stopped_by.append(signum)
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise SystemExit(128 + signum) from None
+    loop.call_soon_threadsafe(_cancel_tasks, loop)
+
+
+def _cancel_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    for task in asyncio.all_tasks(loop):
+        task.cancel()
+
+
+def _exit_if_stopped() -> None:
+    if _stopped_by:
+        raise SystemExit(128 + _stopped_by[0])
 
 
 def _settings(host: str | None = None, port: int | None = None) -> Settings:

@@ -551,3 +551,70 @@ def test_worker_sends_changes_and_stops_on_sigterm(
     assert "search worker running (postgres)" in worker.stderr()
     assert "search worker stopped" in worker.stderr()
     assert "Traceback" not in worker.stderr()
+
+
+@pytest.mark.parametrize(
+    ("then", "what"),
+    [
+        ("raise ValueError('not enough values to unpack')", "turned into another error"),
+        ("pass", "dropped"),
+    ],
+)
+def test_a_sigterm_caught_by_start_up_code_still_stops_the_process(
+    db_url: str, tmp_path: Path, then: str, what: str
+) -> None:
+    """SIGTERM raises SystemExit wherever the process is. Landing inside code that catches
+    everything (asyncpg in the middle of a read did, during migrations), it was turned into
+    another error (a traceback, exit code 1) or could be dropped (the start-up went on to
+    serve). Either way the process now exits with 143 and serves nothing."""
+    port = free_port()
+    script = (
+        "import os, signal\n"
+        "from market import cli\n"
+        f"settings = cli._settings(port={port})\n"
+        "with cli.database(settings) as db:\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    except BaseException:\n"
+        f"        {then}\n"
+        "    cli._serve(settings, db)\n"
+    )
+    env = cli_env(MARKET_DATABASE_URL=db_url, MARKET_DATA_DIR=str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 128 + signal.SIGTERM, f"{what}: {done.returncode}\n{done.stderr}"
+    assert "Traceback" not in done.stderr and "serving on" not in done.stderr, done.stderr
+
+
+def test_a_sigterm_while_an_event_loop_runs_cancels_at_the_next_await(
+    db_url: str, tmp_path: Path
+) -> None:
+    """While an event loop runs (migrations, demo data), SIGTERM no longer raises inside
+    whatever callback is running (there it hung the start-up forever, once in about twenty
+    stops: the driver's read was cut in half): the callback finishes, the tasks are cancelled
+    at their next await, and the process exits with 143 in well under a second."""
+    script = (
+        "import asyncio, os, signal\n"
+        "from market import cli\n"
+        "async def main():\n"
+        "    loop = asyncio.get_running_loop()\n"
+        "    answered = loop.create_future()\n"
+        "    def read():  # a driver's callback, with the answer half read\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        print('read to the end', flush=True)\n"
+        "        answered.set_result(None)\n"
+        "    loop.call_soon(read)\n"
+        "    await answered\n"
+        "    await asyncio.sleep(30)\n"
+        "with cli.database(cli._settings()) as db:\n"
+        "    asyncio.run(main())\n"
+    )
+    env = cli_env(MARKET_DATABASE_URL=db_url, MARKET_DATA_DIR=str(tmp_path))
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 128 + signal.SIGTERM, done.stderr
+    assert done.stdout == "read to the end\n" and "Traceback" not in done.stderr, done.stderr
+    assert time.monotonic() - started < 20
