@@ -509,19 +509,30 @@ async def paced(
             await writer.wait_closed()
 
     workers = [asyncio.create_task(worker()) for _ in range(connections)]
+    total, sent = await arrivals(queue, rate, seconds, len(workers))
+    await asyncio.gather(*workers)
+    return latencies, total / sent if sent > 0 else 0.0, errors[0]
+
+
+async def arrivals(
+    queue: asyncio.Queue[float], rate: float, seconds: float, workers: int
+) -> tuple[int, float]:
+    """Open-loop arrivals: put each arrival's due time on `queue` at fixed intervals 1/rate
+    for `seconds` (at least one arrival), then a stop (-1) for each of the `workers`. Returns
+    how many arrived and over how many seconds (the last one's interval included)."""
     total = max(1, round(rate * seconds))
     interval = 1.0 / rate
     start = time.perf_counter() + 0.02
     for i in range(total):
-        delay = start + i * interval - time.perf_counter()
+        due = start + i * interval
+        delay = due - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        queue.put_nowait(float(i))
-    sent = time.perf_counter() - start + interval  # the last request's interval included
-    for _ in workers:
+        queue.put_nowait(max(due, time.perf_counter()))
+    sent = time.perf_counter() - start + interval
+    for _ in range(workers):
         queue.put_nowait(-1.0)
-    await asyncio.gather(*workers)
-    return latencies, total / sent if sent > 0 else 0.0, errors[0]
+    return total, sent
 
 
 async def paced_replay(
@@ -544,16 +555,7 @@ async def paced_replay(
             latencies.append(time.perf_counter() - due)
 
     workers = [asyncio.create_task(worker()) for _ in range(connections)]
-    interval = 1.0 / rate
-    start = time.perf_counter() + 0.02
-    for i in range(max(1, round(rate * seconds))):
-        due = start + i * interval
-        delay = due - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        queue.put_nowait(max(due, time.perf_counter()))
-    for _ in workers:
-        queue.put_nowait(-1.0)
+    await arrivals(queue, rate, seconds, len(workers))
     await asyncio.gather(*workers)
     return latencies
 

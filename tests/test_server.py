@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -124,6 +125,19 @@ def wait_healthy(server: Server, timeout: float = 30) -> float:
         if time.monotonic() > deadline:
             pytest.fail(f"/healthz did not answer within {timeout} s\n{server.output()}")
         time.sleep(0.2)
+
+
+def fetch_value(url: str, sql: str) -> Any:
+    """The first value of `sql`'s answer, on a connection of its own to `url`."""
+
+    async def fetch() -> Any:
+        conn = await asyncpg.connect(plain_url(url))
+        try:
+            return await conn.fetchval(sql)
+        finally:
+            await conn.close()
+
+    return asyncio.run(fetch())
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 20) -> int:
@@ -468,14 +482,7 @@ def test_embedded_postgres_restarts_in_the_same_process(tmp_path: Path) -> None:
         again = start_embedded(pgdata)
         assert again.server is embedded.server
 
-        async def answer(url: str) -> int:
-            conn = await asyncpg.connect(plain_url(url))
-            try:
-                return int(await conn.fetchval("SELECT 1"))
-            finally:
-                await conn.close()
-
-        assert asyncio.run(answer(embedded.url("postgres"))) == 1
+        assert fetch_value(embedded.url("postgres"), "SELECT 1") == 1
     finally:
         embedded.stop()
     assert not stop_leftover_postgres(pgdata), "a postmaster was left running"
@@ -534,14 +541,7 @@ def test_worker_sends_changes_and_stops_on_sigterm(
     try:
         deadline = time.monotonic() + 30
 
-        async def indexed() -> int:
-            conn = await asyncpg.connect(plain_url(db_url))
-            try:
-                return int(await conn.fetchval("SELECT count(*) FROM search_listing"))
-            finally:
-                await conn.close()
-
-        while asyncio.run(indexed()) < len(ids):
+        while fetch_value(db_url, "SELECT count(*) FROM search_listing") < len(ids):
             assert worker.process.poll() is None, worker.output()
             assert time.monotonic() < deadline, worker.output()
             time.sleep(0.2)
@@ -593,7 +593,7 @@ def test_a_sigterm_while_an_event_loop_runs_cancels_at_the_next_await(
     """While an event loop runs (migrations, demo data), SIGTERM no longer raises inside
     whatever callback is running (there it hung the start-up forever, once in about twenty
     stops: the driver's read was cut in half): the callback finishes, the tasks are cancelled
-    at their next await, and the process exits with 143 in well under a second."""
+    at their next await (not after the 30 s sleep), and the process exits with 143."""
     script = (
         "import asyncio, os, signal\n"
         "from market import cli\n"
@@ -611,10 +611,8 @@ def test_a_sigterm_while_an_event_loop_runs_cancels_at_the_next_await(
         "    asyncio.run(main())\n"
     )
     env = cli_env(MARKET_DATABASE_URL=db_url, MARKET_DATA_DIR=str(tmp_path))
-    started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=20
     )
     assert done.returncode == 128 + signal.SIGTERM, done.stderr
     assert done.stdout == "read to the end\n" and "Traceback" not in done.stderr, done.stderr
-    assert time.monotonic() - started < 20
