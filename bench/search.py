@@ -206,6 +206,7 @@ class Loaded:
     analysis: Tally = field(default_factory=Tally)
     failures: int = 0
     vacuum_seconds: float = 0.0
+    checkpointed: bool = False
     peak_rss: int = 0
     rss_before: int = 0
     table_bytes: int = 0
@@ -273,6 +274,7 @@ async def load(url: str, engine: AsyncEngine, spec: Spec, bar: Any) -> Loaded:
         # into the query phase (needs superuser or pg_checkpoint; skipped without)
         with contextlib.suppress(asyncpg.InsufficientPrivilegeError):
             await conn.execute("CHECKPOINT")
+            loaded.checkpointed = True
         loaded.vacuum_seconds = harness.now() - start
         loaded.table_bytes = int(
             await conn.fetchval("SELECT pg_total_relation_size('search_listing')")
@@ -803,7 +805,9 @@ def report(
         f"batches of {BATCH:,} (with the COPY baseline and the analysis timing); search_listing "
         f"{harness.mib(loaded.table_bytes)} with indexes (the terms GIN index "
         f"{harness.mib(loaded.terms_index_bytes)}), {loaded.vocabulary:,} vocabulary terms; "
-        f"VACUUM ANALYZE and CHECKPOINT afterwards {loaded.vacuum_seconds:.1f} s. "
+        "VACUUM ANALYZE"
+        f"{' and CHECKPOINT' if loaded.checkpointed else ' (no CHECKPOINT: not allowed)'} "
+        f"afterwards {loaded.vacuum_seconds:.1f} s. "
         "Peak resident memory of this process while loading "
         f"{harness.mib(loaded.peak_rss)} (sampled every 20 ms; "
         f"{harness.mib(loaded.rss_before)} before; ru_maxrss {harness.mib(max_rss_bytes())})",
