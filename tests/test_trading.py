@@ -109,6 +109,70 @@ async def test_bid_counter_and_accept_the_counter(client, session):
     assert kinds == ["bid_accepted", "bid_countered"]
 
 
+async def test_a_counter_offer_stays_within_the_bid(client, session):
+    """At most the bid's quantity, no later than its expiry; refused with the field named and
+    nothing written. Past the bid's own expiry its counter cannot be taken, even before the
+    sweep has marked the bid expired."""
+    supply, listing = await negotiable(session)
+    organisation, token = await buyer(session)
+    placed = await bid(
+        client, organisation, token, listing.id, quantity=10, expires_at=soon(days=1)
+    )
+    bid_id = placed.json()["id"]
+    coop = bearer(supply.token)
+    terms = {"unit_price_fen": 6400, "quantity": 10, "expires_at": soon(hours=12)}
+    for field, change in [
+        ("quantity", {"quantity": 11}),
+        ("expires_at", {"expires_at": soon(days=2)}),
+    ]:
+        refused = await client.post(
+            incoming(supply, bid_id, "counter"), headers=coop, json=terms | change
+        )
+        assert problem(refused, 422, "invalid")["errors"][0]["field"] == field
+    stored = await session.get(Bid, uuid.UUID(bid_id))
+    assert stored is not None
+    await session.refresh(stored)
+    assert stored.status == "open"
+    assert await trading_service.counters_of(session, [stored.id]) == []
+
+    countered = await client.post(incoming(supply, bid_id, "counter"), headers=coop, json=terms)
+    assert countered.status_code == 201, countered.text
+    counter_id = countered.json()["counters"][0]["id"]
+    await session.execute(
+        text("UPDATE bid SET expires_at = now() - interval '1 minute' WHERE id = :id"),
+        {"id": bid_id},
+    )
+    late = await client.post(
+        f"/organisations/{organisation.id}/bids/{bid_id}/counters/{counter_id}/accept",
+        headers=bearer(token) | key(),
+    )
+    assert problem(late, 409, "invalid_transition")["current_status"] == "expired"
+    assert await listing_state(session, listing.id) == (50, 0, 0)
+
+
+async def test_taking_the_buyers_terms_after_countering_withdraws_the_counter(client, session):
+    supply, listing = await negotiable(session)
+    organisation, token = await buyer(session)
+    bid_id = (await bid(client, organisation, token, listing.id, quantity=10)).json()["id"]
+    coop = bearer(supply.token)
+    countered = await client.post(
+        incoming(supply, bid_id, "counter"),
+        headers=coop,
+        json={"unit_price_fen": 6400, "quantity": 8, "expires_at": soon(hours=12)},
+    )
+    counter_id = countered.json()["counters"][0]["id"]
+    accepted = await client.post(incoming(supply, bid_id, "accept"), headers=coop | key(), json={})
+    assert accepted.status_code == 200, accepted.text
+    assert (accepted.json()["status"], accepted.json()["filled_quantity"]) == ("accepted", 10)
+    assert [c["status"] for c in accepted.json()["counters"]] == ["declined"]
+    taken = await client.post(
+        f"/organisations/{organisation.id}/bids/{bid_id}/counters/{counter_id}/accept",
+        headers=bearer(token) | key(),
+    )
+    assert problem(taken, 409, "invalid_transition")
+    assert await listing_state(session, listing.id) == (40, 10, 0)
+
+
 async def test_partial_acceptance_only_when_the_buyer_allows_it(client, session):
     supply, listing = await negotiable(session)
     organisation, token = await buyer(session)
@@ -425,3 +489,24 @@ async def test_winners_get_their_orders_when_the_window_closes_with_the_bidding(
     assert result is not None and (result.winners, result.quantity_allocated) == (1, 4)
     won = await session.get(Bid, uuid.UUID(placed.json()["id"]), populate_existing=True)
     assert won is not None and won.status == "won" and won.order_id is not None
+
+
+async def test_a_published_auction_runs_until_its_clearing_closes_it(client, session):
+    """The cooperative can neither pause nor close it, before or after the bidding's close
+    (its sealed bids would stay open for good); the clearing closes it, and its winners get
+    their orders."""
+    supply, listing = await auction(session, quantity=10, reserve=None)
+    organisation, token = await buyer(session)
+    placed = await bid(client, organisation, token, listing.id, quantity=4, expires_at=None)
+    assert placed.status_code == 201, placed.text
+    path = f"/organisations/{supply.cooperative.id}/listings/{listing.id}"
+    coop = bearer(supply.token) | key()
+    for moment in ("bidding", "closed, not cleared yet"):
+        for action in ("pause", "close"):
+            refused = await client.post(f"{path}/{action}", headers=coop)
+            assert "China time" in problem(refused, 409, "auction_running")["detail"], moment
+        await close_now(session, listing.id)
+    result = await trading_service.clear_auction(session, listing_id=listing.id, terms=TERMS)
+    assert result is not None and (result.winners, result.quantity_allocated) == (1, 4)
+    shown = await client.get(path, headers=bearer(supply.token))
+    assert shown.json()["status"] == "closed"

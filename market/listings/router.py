@@ -268,6 +268,7 @@ async def pause(
     session: SessionDep,
     _: Idempotent,
 ) -> ListingRead:
+    """Refused (409 `auction_running`) for a published auction: it runs until its clearing."""
     return await _act("pause", organisation_id, listing_id, principal, session)
 
 
@@ -301,7 +302,8 @@ async def close(
     _: Idempotent,
 ) -> ListingRead:
     """Final. The available rest goes back to the lot (a `close` movement); reserved units
-    stay until they are sold or released."""
+    stay until they are sold or released. Refused (409 `auction_running`) for a published
+    auction: its clearing closes it."""
     return await _act("close", organisation_id, listing_id, principal, session)
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import asyncpg as postgresql_asyncpg
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from market.calendar import china_today
+from market.calendar import CHINA, china_today
 from market.catalog import service as catalog_service
 from market.catalog.models import Certification, Product, ProductCategory
 from market.db import utcnow
@@ -891,11 +891,28 @@ async def act(
     organisation: Organisation,
     event: str,
     user_id: uuid.UUID | None,
+    auction_cleared: bool = False,
 ) -> Listing:
     """publish | pause | resume | close, as the transition table allows. Closing moves the
     available rest out of the listing (a `close` movement); reserved units stay to be sold
-    or released."""
+    or released.
+
+    A published auction runs until its clearing, which closes it (`auction_cleared`): paused
+    or closed before, its sealed bids would stay open and its winners could get nothing."""
     listing = await get_listing(session, listing_id=listing.id, lock=True)
+    if (
+        event in ("pause", "close")
+        and listing.sale_mode == "auction"
+        and listing.published_at is not None
+        and listing.auction_closes_at is not None
+        and not auction_cleared
+    ):
+        raise Conflict(
+            "A published auction cannot be paused or closed: its bidding runs until "
+            f"{listing.auction_closes_at.astimezone(CHINA):%Y-%m-%d %H:%M} (China time), then "
+            "the platform clears it and closes the listing.",
+            code="auction_running",
+        )
     new_status = states.act(listing.status, event, listing.quantity_available)
     if event == "publish":
         await _check_publishable(session, listing, organisation)

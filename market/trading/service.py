@@ -241,7 +241,8 @@ async def _make_order(
     bid.order_id = order.id
     bid.decided_at = utcnow()
     bid.updated_at = utcnow()
-    await session.flush()
+    # the cooperative taking the buyer's own terms after countering withdraws its counter
+    await _close_counters(session, bid, "declined")
     listing = await listings_service.get_listing(session, listing_id=bid.listing_id)
     await notifications_service.notify(
         session,
@@ -322,13 +323,25 @@ async def counter_bid(
     data: dict[str, Any],
     user_id: uuid.UUID | None,
 ) -> CounterOffer:
-    """Answer with other terms; an earlier open counter-offer is replaced."""
+    """Answer with other terms; an earlier open counter-offer is replaced. A counter stays
+    within the bid: at most its quantity (the most the buyer wants) and no later than its
+    expiry (the buyer's time to decide), which is when the expiry sweep ends the bid."""
     bid = await get_bid(session, bid_id=bid_id, cooperative_id=cooperative_id, lock=True)
     await _expired_now(session, bid)
     bid.status = states.transition(bid.status, "counter")
     now = utcnow()
     if not now < data["expires_at"] <= now + dt.timedelta(days=MAX_BID_DAYS):
         raise Invalid.field("expires_at", f"must be in the future and within {MAX_BID_DAYS} days.")
+    if bid.expires_at is not None and data["expires_at"] > bid.expires_at:
+        raise Invalid.field(
+            "expires_at",
+            "must be no later than the bid's own expiry, "
+            f"{bid.expires_at.astimezone(CHINA):%Y-%m-%d %H:%M} (China time).",
+        )
+    if data["quantity"] > bid.quantity:
+        raise Invalid.field(
+            "quantity", f"The bid is for {bid.quantity}; a counter-offer cannot offer more."
+        )
     await _close_counters(session, bid, "declined")
     counter = CounterOffer(bid_id=bid.id, created_by_id=user_id, status="open", **data)
     session.add(counter)
@@ -366,6 +379,7 @@ async def accept_counter(
     )
     if counter is None:
         raise NotFound("No such counter-offer.")
+    await _expired_now(session, bid)  # past the bid's time, whether or not the sweep ran
     if counter.status != "open" or counter.expires_at <= utcnow():
         raise Conflict(
             "This counter-offer is no longer open.",
@@ -642,7 +656,12 @@ async def clear_auction(
     )
     if listing.status != "closed":
         await listings_service.act(
-            session, listing=listing, organisation=cooperative, event="close", user_id=None
+            session,
+            listing=listing,
+            organisation=cooperative,
+            event="close",
+            user_id=None,
+            auction_cleared=True,
         )
     result = AuctionClearing(
         listing_id=listing_id,
