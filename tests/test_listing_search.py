@@ -15,6 +15,8 @@ from market.db import create_sessionmaker
 from market.listing_search import service as sync
 from market.listings import service as listings_service
 from market.organisations import service as organisations_service
+from market.regions import service as regions_service
+from search.base import Query
 from search.postgres import PostgresSearch
 from tests.conftest import _rolled_back_maker
 from tests.factories import bearer
@@ -178,9 +180,33 @@ async def test_changes_elsewhere_reach_the_index_through_the_outbox(connection, 
     assert (await backend.search(query("枸杞"))).total == 0
 
 
-def query(q: str) -> Any:
-    from search.base import Query
+async def test_a_countys_poverty_flag_reaches_the_index(connection, session, engine):
+    """An official designating the cooperative's county (or lifting it) changes which listings
+    `poverty_only` finds, after one worker cycle: the county's listings are queued."""
+    backend = PostgresSearch(engine, connection=connection)
+    maker = _rolled_back_maker(connection)
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply, title_zh="靖远枸杞 头茬")
+    await session.flush()
+    county = supply.cooperative.region_code
+    await regions_service.set_poverty_flag(session, code=county, designated=False)
+    await sync.drain(maker, backend)
+    poverty_only = Query(text="枸杞", poverty_counties_only=True)
+    assert (await backend.search(poverty_only)).total == 0
 
+    await regions_service.set_poverty_flag(session, code=county, designated=True)
+    assert await outbox(session) == [listing.id]
+    await sync.drain(maker, backend)
+    [hit] = (await backend.search(poverty_only)).hits
+    assert hit.id == str(listing.id)
+    assert hit.document is not None and hit.document.is_poverty_county
+
+    await regions_service.set_poverty_flag(session, code=county, designated=False)
+    await sync.drain(maker, backend)
+    assert (await backend.search(poverty_only)).total == 0
+
+
+def query(q: str) -> Any:
     return Query(text=q)
 
 
