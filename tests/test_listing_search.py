@@ -4,6 +4,7 @@ the index in step with listings, their cooperatives, products and lots."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from typing import Any
 
@@ -273,7 +274,8 @@ async def test_a_re_imported_registry_queues_every_active_listing(connection, se
 
 async def test_a_refused_document_is_retried_then_parked_with_its_reason(connection, session):
     """A backend that refuses one document: the rest of the batch is applied, the refused
-    one retried with a delay, and parked after MAX_ATTEMPTS."""
+    one retried with a delay (as often as the refusal comes, within RETRY_HOURS: a cluster
+    refusing writes for a while loses nothing), and parked once its change is older."""
     from search.base import ItemFailure
 
     supply = await make_supply(session)
@@ -299,11 +301,24 @@ async def test_a_refused_document_is_retried_then_parked_with_its_reason(connect
     first = await sync.drain_once(maker, backend)  # type: ignore[arg-type]
     assert (first.claimed, first.retried, first.parked) == (2, 1, 0)
     assert await outbox(session) == [bad.id]
-    for _ in range(sync.MAX_ATTEMPTS):
+    for _ in range(20):
         await session.execute(
             text("UPDATE search_outbox SET available_at = now() - interval '1 s'")
         )
-        await sync.drain_once(maker, backend)  # type: ignore[arg-type]
+        again = await sync.drain_once(maker, backend)  # type: ignore[arg-type]
+        assert (again.retried, again.parked) == (1, 0)
+    delay = await session.scalar(text("SELECT available_at - now() FROM search_outbox"))
+    assert dt.timedelta(seconds=sync.MAX_BACKOFF_S - 5) < delay <= dt.timedelta(
+        seconds=sync.MAX_BACKOFF_S
+    )
+    await session.execute(
+        text(
+            "UPDATE search_outbox SET available_at = now() - interval '1 s', "
+            "created_at = now() - make_interval(hours => :h + 1)"
+        ),
+        {"h": sync.RETRY_HOURS},
+    )
+    assert (await sync.drain_once(maker, backend)).parked == 1  # type: ignore[arg-type]
     parked = await sync.parked(await session.connection())
     assert [p["listing_id"] for p in parked] == [str(bad.id)]
     assert "bad title" in parked[0]["last_error"]

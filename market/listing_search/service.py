@@ -28,8 +28,11 @@ from search.postgres import PostgresSearch
 log = logging.getLogger("market.search")
 
 BATCH = 500
-MAX_ATTEMPTS = 8  # then a refused document is parked with its reason
-MAX_BACKOFF_S = 60
+# a refusal that may pass (429, 5xx, a write block while the cluster's disk is full) is retried
+# with a growing delay, at most MAX_BACKOFF_S apart, for as long as a cluster incident may
+# last; only then is the document parked with its reason. Other refusals park at once.
+RETRY_HOURS = 24
+MAX_BACKOFF_S = 300
 REINDEX_TARGET = "reindex_target"
 
 # --- documents -------------------------------------------------------------------------------
@@ -131,7 +134,9 @@ _OWN = text(
 )
 _CLAIM = text(
     """
-    SELECT id, listing_id, attempts FROM search_outbox
+    SELECT id, listing_id, attempts,
+           created_at <= now() - make_interval(hours => :retry_hours) AS overdue
+      FROM search_outbox
      WHERE parked_at IS NULL AND available_at <= now()
      ORDER BY available_at, id
      LIMIT :batch
@@ -199,10 +204,11 @@ async def drain_once(
     """Claim a batch of outbox rows, send the current state of their listings, and delete
     the rows in the same transaction. When the backend cannot be reached the rows stay
     (with the error noted) and are never parked; a document the backend refuses is retried
-    with a growing delay a few times if the refusal may pass, else parked with the reason."""
+    with a growing delay for RETRY_HOURS if the refusal may pass, else parked with the
+    reason."""
     async with sessionmaker() as session, session.begin():
         conn = await session.connection()
-        rows = (await conn.execute(_CLAIM, {"batch": batch})).all()
+        rows = (await conn.execute(_CLAIM, {"batch": batch, "retry_hours": RETRY_HOURS})).all()
         if not rows:
             return Drained()
         listing_ids = sorted({row.listing_id for row in rows})
@@ -233,7 +239,7 @@ async def drain_once(
             refused = failures.get(str(row.listing_id))
             if refused is None:
                 done.append(row.id)
-            elif refused.retryable and row.attempts + 1 < MAX_ATTEMPTS:
+            elif refused.retryable and not row.overdue:
                 retry.append(row.id)
                 reasons[row.id] = refused.reason
             else:
