@@ -308,8 +308,10 @@ async def test_a_refused_document_is_retried_then_parked_with_its_reason(connect
         again = await sync.drain_once(maker, backend)  # type: ignore[arg-type]
         assert (again.retried, again.parked) == (1, 0)
     delay = await session.scalar(text("SELECT available_at - now() FROM search_outbox"))
-    assert dt.timedelta(seconds=sync.MAX_BACKOFF_S - 5) < delay <= dt.timedelta(
-        seconds=sync.MAX_BACKOFF_S
+    assert (
+        dt.timedelta(seconds=sync.MAX_BACKOFF_S - 5)
+        < delay
+        <= dt.timedelta(seconds=sync.MAX_BACKOFF_S)
     )
     await session.execute(
         text(
