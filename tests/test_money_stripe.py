@@ -732,3 +732,47 @@ async def test_switching_method_cancels_the_pending_one_unless_money_has_arrived
     )
     assert problem(refused, 409, "partly_paid")["current_status"] == "pending"
     assert code in refused.json()["detail"]
+
+
+async def test_a_provider_refund_our_rules_refuse_waits_for_an_operator_without_blocking(
+    card_client, session, front_end, providers
+):
+    """A refund made in Stripe's dashboard that the ledger cannot take (here: the buyer's
+    cancellation already claims every fen still refundable) is not recorded quietly; the event
+    says it needs an operator, the error log says why, and the events behind it are handled."""
+    client = card_client
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    payment = await card_payment(client, shop_, placed)
+    intent = await intent_of(session, payment["id"])
+    await confirm_card(front_end, intent)
+    await front_end.v1.payment_intents.capture_async(intent)
+    paid = await deliver(client, event("payment_intent.succeeded", {"id": intent}))
+    assert paid.status_code == 200
+    await money_service.handle_events(session, providers)
+    assert await order_status(client, shop_, placed) == "paid"
+    cancelled = await client.post(
+        orders_url(shop_.buyer, placed["id"], "cancel"),
+        headers=bearer(shop_.token) | key(),
+        json={"reason": "不要了"},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert await money_service.derive_refunds(session) == 1  # owed in full, not yet sent
+
+    await front_end.v1.refunds.create_async(params={"payment_intent": intent, "amount": 700})
+    refused_id = f"evt_{uuid.uuid4().hex[:16]}"
+    refunded = event("charge.refunded", {"id": "ch_x", "payment_intent": intent}, refused_id)
+    assert (await deliver(client, refunded)).status_code == 200
+    behind = await deliver(client, event("customer.created", {"id": "cus_x"}))
+    assert behind.status_code == 200
+    await money_service.handle_events(session, providers)
+    stored = {
+        e.event_id: e
+        for e in await session.scalars(
+            select(WebhookEvent).execution_options(populate_existing=True)
+        )
+    }
+    waiting = stored[refused_id]
+    assert waiting.handled_at is None and waiting.outcome is not None
+    assert waiting.outcome.startswith("needs an operator"), waiting.outcome
+    assert all(e.handled_at is not None for e in stored.values() if e.event_id != refused_id)

@@ -458,12 +458,15 @@ def _json(value: Any) -> str:
 async def handle_events(session: AsyncSession, providers: Providers, *, limit: int = 50) -> int:
     """Handle stored events not yet handled, each once (SKIP LOCKED: a second worker or a
     concurrent delivery of the same event finds it taken or done). An event whose payment
-    the provider cannot be asked about now stays for the next round."""
+    the provider cannot be asked about now stays for the next round; so does one that our
+    own rules refuse to record (its outcome and the error log say why, for an operator), and
+    it no longer holds up the events behind it: the oldest are taken first, the ones tried
+    most last."""
     events = list(
         await session.scalars(
             select(WebhookEvent)
             .where(WebhookEvent.handled_at.is_(None))
-            .order_by(WebhookEvent.received_at)
+            .order_by(WebhookEvent.attempts, WebhookEvent.received_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -478,6 +481,14 @@ async def handle_events(session: AsyncSession, providers: Providers, *, limit: i
             handled += 1
         except ProviderError as exc:
             event.outcome = f"retrying: {exc.message}"
+        except MarketError as exc:  # e.g. a refund made at the provider that escrow cannot cover
+            event.outcome = f"needs an operator: {exc.detail}"[:2000]
+            log.error(
+                "webhook event %s (%s) could not be recorded: %s",
+                event.event_id,
+                event.provider_type,
+                exc.detail,
+            )
         await session.flush()
     return handled
 
@@ -671,10 +682,20 @@ async def sync_refunds(session: AsyncSession, provider: PaymentProvider, payment
         if refund is not None:
             await _apply_refund(session, refund, payment, remote)
         elif remote.provider_id not in known and remote.status == RefundStatus.succeeded:
+            room = payment.captured_fen - payment.refunded_fen
+            if remote.amount > room:
+                # the money is gone at the provider, but refunds owed here already claim it:
+                # recording less would hide the difference, so an operator decides
+                raise Conflict(
+                    f"The provider refunded {remote.amount} fen of payment {payment.id} "
+                    f"outside AgriBridge, but only {room} fen of it is still refundable here "
+                    "(refunds already owed claim the rest): reconcile it by hand.",
+                    code="refund_outside_room",
+                )
             outside = await request_refund(
                 session,
                 payment=payment,
-                amount=min(remote.amount, payment.captured_fen - payment.refunded_fen),
+                amount=remote.amount,
                 kind="provider",
                 reason="refunded at the provider, outside AgriBridge",
             )
@@ -730,6 +751,9 @@ async def execute_refunds(session: AsyncSession, providers: Providers, *, limit:
             refund.last_error = exc.message
         except ProviderError as exc:
             await _refund_failed(session, refund, payment, exc.message)
+        except MarketError as exc:  # the provider's refunds disagree with ours: an operator's
+            refund.last_error = exc.detail[:500]
+            log.error("refund %s waits for an operator: %s", refund.id, exc.detail)
         refund.updated_at = utcnow()
         await session.flush()
     return done
@@ -1019,6 +1043,9 @@ async def reconcile_stale(
                 await refresh_payment(session, providers, payment)
         except ProviderError as exc:
             log.warning("reconciliation of payment %s failed: %s", payment.id, exc.message)
+            continue
+        except MarketError as exc:  # our rules refuse what the provider did: for an operator
+            log.error("reconciliation of payment %s needs an operator: %s", payment.id, exc.detail)
             continue
         if (payment.status, payment.captured_fen, payment.refunded_fen) != before:
             repaired += 1
