@@ -694,6 +694,66 @@ async def test_a_declined_part_and_a_decided_dispute_are_refunded_from_escrow(cl
     assert totals["buyer_escrow"] == 0 and sum(totals.values()) == 0
 
 
+async def test_a_part_refunded_by_a_dispute_and_then_declined_is_refunded_once(client, session):
+    """A dispute decided (full refund: goods and freight) before shipment, then the cooperative
+    declines that part: the declined part's refund is only what the dispute did not already
+    give back (its share of the fee), not the whole part again."""
+    from market.money.service import part_amounts
+
+    shop_ = await shop(session)
+    other = await make_supply(session, region_code="640502")
+    other_listing = await make_listing(session, other)
+    placed = (
+        await client.post(
+            orders_url(shop_.buyer),
+            headers=bearer(shop_.token) | key(),
+            json={
+                "lines": [
+                    {"listing_id": str(shop_.listing.id), "quantity": 10},
+                    {"listing_id": str(other_listing.id), "quantity": 10},
+                ],
+                **ADDRESS,
+            },
+        )
+    ).json()
+    payment = await pay_by_transfer(client, shop_, placed)
+    code = payment["transfer_instructions"]["reference_code"]
+    await import_csv(client, shop_, statement((placed["total_fen"], code, "D1")))
+    part = {f["cooperative_id"]: f for f in placed["fulfilments"]}[str(other.cooperative.id)]
+    dispute = await client.post(
+        orders_url(shop_.buyer, placed["id"], "disputes"),
+        headers=bearer(shop_.token) | key(),
+        json={"fulfilment_id": part["id"], "reason": "not_delivered", "description": "迟迟未发货"},
+    )
+    assert dispute.status_code == 201, dispute.text
+    decided = await client.post(
+        f"/platform/disputes/{dispute.json()['id']}/decide",
+        headers=bearer(shop_.platform) | key(),
+        json={"decision": "full_refund", "note": "全额退款"},
+    )
+    assert decided.status_code == 200, decided.text
+    assert (await work(session))["refunds_owed"] == 1
+    declined = await client.post(
+        f"/organisations/{other.cooperative.id}/fulfilments/{part['id']}/decline",
+        headers=bearer(other.token) | key(),
+        json={"reason": "冷库故障"},
+    )
+    assert declined.status_code == 200, declined.text
+    await work(session)  # the part's fee share, which the dispute's refund did not include
+    refunds = list(await session.scalars(select(Refund).where(Refund.status != "failed")))
+    assert sorted(r.kind for r in refunds) == ["declined_part", "dispute"]
+    order_row = await session.get(Order, uuid.UUID(placed["id"]))
+    assert order_row is not None
+    fulfilments = list(await session.scalars(select(Fulfilment)))
+    gross, _ = part_amounts(order_row, fulfilments)[uuid.UUID(part["id"])]
+    assert sum(r.amount_fen for r in refunds) == gross
+    # escrow holds exactly the part still to be delivered (a credit: negative)
+    kept = {f["cooperative_id"]: f for f in placed["fulfilments"]}[str(shop_.supply.cooperative.id)]
+    kept_gross, _ = part_amounts(order_row, fulfilments)[uuid.UUID(kept["id"])]
+    totals = await balances(session)
+    assert totals["buyer_escrow"] == -kept_gross and sum(totals.values()) == 0
+
+
 # ---------------------------------------------------------------- the ledger itself
 
 

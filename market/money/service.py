@@ -856,7 +856,14 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
         order = await orders_service.get_order(session, order_id=order_id)
         parts = await orders_service.fulfilments_of(session, [order_id])
         gross, _ = part_amounts(order, parts)[fulfilment_id]
-        amount = min(gross, payment.captured_fen - payment.refunded_fen)
+        # what the part already got back (a dispute decided before it was declined) is not
+        # refunded twice
+        already = await session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+                Refund.fulfilment_id == fulfilment_id, Refund.status != "failed"
+            )
+        )
+        amount = min(gross - int(already or 0), payment.captured_fen - payment.refunded_fen)
         if amount > 0 and await _try_refund(
             session,
             payment=payment,
