@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -360,9 +361,22 @@ async def test_reindex_rebuilds_a_damaged_index_and_check_says_so(clean_db, engi
     assert (damaged.database, damaged.index) == (3, 3)
     assert {s[0] for s in damaged.stale} == {str(listings[0].id), str(listings[1].id)}
 
+    # one reindex at a time: while another holds the lock, a second changes nothing
+    async with engine.connect() as other:
+        assert await other.scalar(
+            text("SELECT pg_try_advisory_lock(hashtext('market.search.reindex'))")
+        )
+        with pytest.raises(RuntimeError, match="another reindex is running"):
+            await sync.reindex(maker, backend, batch=2)
+        assert not (await sync.check(maker, backend)).in_step
+        await other.execute(text("SELECT pg_advisory_unlock(hashtext('market.search.reindex'))"))
+        await other.commit()
+
     done = await sync.reindex(maker, backend, batch=2)
     assert (done.documents, done.deletions, done.failures) == (3, 1, [])
     assert (await sync.check(maker, backend)).in_step
+    # and the lock is free again once it is done
+    assert (await sync.reindex(maker, backend, batch=2)).documents == 3
 
 
 async def test_concurrent_workers_send_each_change_once(clean_db, engine):

@@ -458,7 +458,33 @@ async def reindex(
     Elasticsearch: a new index is filled while the alias keeps serving the old one; the
     worker writes every change to both meanwhile (the target is in `search_state`), and the
     alias moves in one atomic step at the end. PostgreSQL: every row is rewritten in place
-    (a reader sees the old or the new row, never none) and rows of hidden listings go."""
+    (a reader sees the old or the new row, never none) and rows of hidden listings go.
+
+    One reindex at a time (a session advisory lock, released when its process dies): a second
+    one would replace the first's target and the first would then clear it, so that changes
+    went to the old index only. A second one raises RuntimeError and changes nothing."""
+    async with sessionmaker() as lock_session:
+        lock = await lock_session.connection()
+        if not await lock.scalar(_TRY_REINDEX_LOCK):
+            raise RuntimeError("another reindex is running; wait for it to finish")
+        try:
+            return await _reindex(sessionmaker, search, batch=batch, advance=advance)
+        finally:
+            await lock.execute(_REINDEX_UNLOCK)
+            await lock_session.commit()
+
+
+_TRY_REINDEX_LOCK = text("SELECT pg_try_advisory_lock(hashtext('market.search.reindex'))")
+_REINDEX_UNLOCK = text("SELECT pg_advisory_unlock(hashtext('market.search.reindex'))")
+
+
+async def _reindex(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    search: ListingSearch,
+    *,
+    batch: int,
+    advance: Callable[[int], None],
+) -> Reindexed:
     target: str | None = None
     index: Any = search
     if not isinstance(search, PostgresSearch):
