@@ -429,23 +429,29 @@ def decode_cursor(cursor: str, sort: str) -> tuple[list[Any], str]:
         data = json.loads(raw)
         if data["s"] != sort or not isinstance(data["id"], str):
             raise ValueError("cursor of another sort")
+        if "\x00" in data["id"] or len(data["id"]) > 100:
+            raise ValueError("not a listing id")
         keys = list(data["k"])
         if len(keys) != 1:
             raise ValueError("wrong number of keys")
         key = keys[0]
         if sort == "newest":
             key = dt.datetime.fromisoformat(key)
+            if key.tzinfo is None:  # read as UTC by one backend, local time by the other
+                raise ValueError("the time has no time zone")
         elif isinstance(key, bool) or not isinstance(key, int | float):
             raise ValueError("the key is not a number")
         elif sort in ("price_asc", "price_desc", "poor_share"):
             if not isinstance(key, int):
                 raise ValueError("the key is not a whole number")
+            if not -(2**63) <= key < 2**63:
+                raise ValueError("the key is out of range")
         else:
             key = float(key)
             if not math.isfinite(key):
                 raise ValueError("the key is not a finite number")
         return [key], data["id"]
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, binascii.Error) as exc:
         raise ValueError(f"invalid cursor: {exc}") from exc
 
 

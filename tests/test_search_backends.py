@@ -506,12 +506,19 @@ async def test_limit_is_capped_and_cursors_are_checked(backend):
         ("relevance", ["1"]),
         ("distance", [float("inf")]),
         ("newest", ["yesterday"]),
+        ("newest", ["2026-11-30T10:00:00"]),  # no time zone
         ("price_desc", [100, 200]),
+        ("price_asc", [2**70]),  # past bigint
+        ("relevance", [10**400]),  # past a float
     ):
         with pytest.raises(ValueError, match="cursor"):
             await backend.search(
                 Query(sort=sort, near=BEIJING, cursor=encode_cursor(sort, keys, "x"))
             )
+    with pytest.raises(ValueError, match="cursor"):
+        await backend.search(
+            Query(sort="price_asc", cursor=encode_cursor("price_asc", [1], "x\x00"))
+        )
     with pytest.raises(ValueError, match="near"):
         await backend.search(Query(sort="distance"))
 
