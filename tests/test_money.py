@@ -98,6 +98,28 @@ async def order(client: httpx.AsyncClient, shop: Shop, quantity: int = 10) -> di
     return response.json()
 
 
+async def two_part_order(
+    client: httpx.AsyncClient, session: AsyncSession, shop: Shop
+) -> tuple[Supply, dict[str, Any]]:
+    """An order of 10 units from the shop's cooperative and 10 from another (in Ningxia): two
+    parts, each with its own fulfilment. Returns the other cooperative and the order."""
+    other = await make_supply(session, region_code="640502")
+    other_listing = await make_listing(session, other)
+    response = await client.post(
+        orders_url(shop.buyer),
+        headers=bearer(shop.token) | key(),
+        json={
+            "lines": [
+                {"listing_id": str(shop.listing.id), "quantity": 10},
+                {"listing_id": str(other_listing.id), "quantity": 10},
+            ],
+            **ADDRESS,
+        },
+    )
+    assert response.status_code == 201, response.text
+    return other, response.json()
+
+
 async def pay_by_transfer(
     client: httpx.AsyncClient, shop: Shop, placed: dict[str, Any]
 ) -> dict[str, Any]:
@@ -624,20 +646,7 @@ async def test_cancelling_a_paid_order_refunds_it_in_full(client, session):
 
 async def test_a_declined_part_and_a_decided_dispute_are_refunded_from_escrow(client, session):
     shop_ = await shop(session)
-    other = await make_supply(session, region_code="640502")
-    other_listing = await make_listing(session, other)
-    response = await client.post(
-        orders_url(shop_.buyer),
-        headers=bearer(shop_.token) | key(),
-        json={
-            "lines": [
-                {"listing_id": str(shop_.listing.id), "quantity": 10},
-                {"listing_id": str(other_listing.id), "quantity": 10},
-            ],
-            **ADDRESS,
-        },
-    )
-    placed = response.json()
+    other, placed = await two_part_order(client, session, shop_)
     payment = await pay_by_transfer(client, shop_, placed)
     code = payment["transfer_instructions"]["reference_code"]
     await import_csv(client, shop_, statement((placed["total_fen"], code, "D1")))
@@ -701,21 +710,7 @@ async def test_a_part_refunded_by_a_dispute_and_then_declined_is_refunded_once(c
     from market.money.service import part_amounts
 
     shop_ = await shop(session)
-    other = await make_supply(session, region_code="640502")
-    other_listing = await make_listing(session, other)
-    placed = (
-        await client.post(
-            orders_url(shop_.buyer),
-            headers=bearer(shop_.token) | key(),
-            json={
-                "lines": [
-                    {"listing_id": str(shop_.listing.id), "quantity": 10},
-                    {"listing_id": str(other_listing.id), "quantity": 10},
-                ],
-                **ADDRESS,
-            },
-        )
-    ).json()
+    other, placed = await two_part_order(client, session, shop_)
     payment = await pay_by_transfer(client, shop_, placed)
     code = payment["transfer_instructions"]["reference_code"]
     await import_csv(client, shop_, statement((placed["total_fen"], code, "D1")))

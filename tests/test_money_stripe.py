@@ -36,7 +36,7 @@ from tests.conftest import build_app
 from tests.factories import bearer
 from tests.peers import free_port, stripe_server
 from tests.test_listings import key, problem
-from tests.test_money import ADDRESS, Shop, balances, order, shop, work
+from tests.test_money import Shop, balances, order, shop, two_part_order, work
 from tests.test_orders import fulfilments_url, orders_url
 
 SECRET = "whsec_agribridge_test"
@@ -134,6 +134,20 @@ async def intent_of(session: AsyncSession, payment_id: str) -> str:
     return payment.provider_payment_id
 
 
+async def captured_at_stripe(
+    client: httpx.AsyncClient, session: AsyncSession, front: stripe.StripeClient
+) -> tuple[Shop, dict[str, Any], dict[str, Any], str]:
+    """An order paid by card and captured at Stripe, with no webhook delivered yet: the shop,
+    the order, our payment and the PaymentIntent's id."""
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    payment = await card_payment(client, shop_, placed)
+    intent = await intent_of(session, payment["id"])
+    await confirm_card(front, intent)
+    await front.v1.payment_intents.capture_async(intent)
+    return shop_, placed, payment, intent
+
+
 async def order_status(client: httpx.AsyncClient, shop_: Shop, placed: dict[str, Any]) -> str:
     read = await client.get(orders_url(shop_.buyer, placed["id"]), headers=bearer(shop_.token))
     return str(read.json()["status"])
@@ -165,23 +179,7 @@ async def test_card_authorised_captured_on_shipment_partly_and_refunded(
 ):
     client = card_client
     shop_ = await shop(session)
-    from tests.factories_listings import make_listing, make_supply
-
-    other = await make_supply(session, region_code="640502")
-    other_listing = await make_listing(session, other)
-    placed = (
-        await client.post(
-            orders_url(shop_.buyer),
-            headers=bearer(shop_.token) | key(),
-            json={
-                "lines": [
-                    {"listing_id": str(shop_.listing.id), "quantity": 10},
-                    {"listing_id": str(other_listing.id), "quantity": 10},
-                ],
-                **ADDRESS,
-            },
-        )
-    ).json()
+    other, placed = await two_part_order(client, session, shop_)
     payment = await card_payment(client, shop_, placed)
     assert payment["status"] == "pending" and payment["capture_method"] == "manual"
     assert payment["client_secret"] and payment["transfer_instructions"] is None
@@ -378,12 +376,7 @@ async def test_refund_news_before_payment_news_ends_in_the_right_state(
     """Everything happened at Stripe (authorised, captured, partly refunded from the
     dashboard) while our webhooks were lost; the events then arrive newest first."""
     client = card_client
-    shop_ = await shop(session)
-    placed = await order(client, shop_)
-    payment = await card_payment(client, shop_, placed)
-    intent = await intent_of(session, payment["id"])
-    await confirm_card(front_end, intent)
-    await front_end.v1.payment_intents.capture_async(intent)
+    shop_, placed, payment, intent = await captured_at_stripe(client, session, front_end)
     await front_end.v1.refunds.create_async(params={"payment_intent": intent, "amount": 700})
 
     refunded = await deliver(
@@ -741,12 +734,7 @@ async def test_a_provider_refund_our_rules_refuse_waits_for_an_operator_without_
     cancellation already claims every fen still refundable) is not recorded quietly; the event
     says it needs an operator, the error log says why, and the events behind it are handled."""
     client = card_client
-    shop_ = await shop(session)
-    placed = await order(client, shop_)
-    payment = await card_payment(client, shop_, placed)
-    intent = await intent_of(session, payment["id"])
-    await confirm_card(front_end, intent)
-    await front_end.v1.payment_intents.capture_async(intent)
+    shop_, placed, _, intent = await captured_at_stripe(client, session, front_end)
     paid = await deliver(client, event("payment_intent.succeeded", {"id": intent}))
     assert paid.status_code == 200
     await money_service.handle_events(session, providers)
