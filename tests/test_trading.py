@@ -510,3 +510,6 @@ async def test_a_published_auction_runs_until_its_clearing_closes_it(client, ses
     assert result is not None and (result.winners, result.quantity_allocated) == (1, 4)
     shown = await client.get(path, headers=bearer(supply.token))
     assert shown.json()["status"] == "closed"
+    # closed now: a listing's own refusal, not the auction's
+    again = await client.post(f"{path}/close", headers=coop)
+    assert "closed" in problem(again, 409, "invalid_transition")["detail"]

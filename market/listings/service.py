@@ -905,6 +905,7 @@ async def act(
         and listing.sale_mode == "auction"
         and listing.published_at is not None
         and listing.auction_closes_at is not None
+        and listing.status != "closed"
         and not auction_cleared
     ):
         raise Conflict(
