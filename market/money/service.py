@@ -458,10 +458,9 @@ def _json(value: Any) -> str:
 async def handle_events(session: AsyncSession, providers: Providers, *, limit: int = 50) -> int:
     """Handle stored events not yet handled, each once (SKIP LOCKED: a second worker or a
     concurrent delivery of the same event finds it taken or done). An event whose payment
-    the provider cannot be asked about now stays for the next round; so does one that our
-    own rules refuse to record (its outcome and the error log say why, for an operator), and
-    it no longer holds up the events behind it: the oldest are taken first, the ones tried
-    most last."""
+    the provider cannot be asked about now stays for the next round (the ones tried most
+    last, so that it holds up no event behind it). One that our own rules refuse to record
+    is set aside for an operator: its outcome and the error log say why."""
     events = list(
         await session.scalars(
             select(WebhookEvent)
@@ -482,7 +481,9 @@ async def handle_events(session: AsyncSession, providers: Providers, *, limit: i
         except ProviderError as exc:
             event.outcome = f"retrying: {exc.message}"
         except MarketError as exc:  # e.g. a refund made at the provider that escrow cannot cover
+            # handled, not retried every round against the provider: an operator's to settle
             event.outcome = f"needs an operator: {exc.detail}"[:2000]
+            event.handled_at = utcnow()
             log.error(
                 "webhook event %s (%s) could not be recorded: %s",
                 event.event_id,
@@ -752,8 +753,9 @@ async def execute_refunds(session: AsyncSession, providers: Providers, *, limit:
         except ProviderError as exc:
             await _refund_failed(session, refund, payment, exc.message)
         except MarketError as exc:  # the provider's refunds disagree with ours: an operator's
+            if refund.last_error != exc.detail[:500]:  # said once, not every round
+                log.error("refund %s waits for an operator: %s", refund.id, exc.detail)
             refund.last_error = exc.detail[:500]
-            log.error("refund %s waits for an operator: %s", refund.id, exc.detail)
         refund.updated_at = utcnow()
         await session.flush()
     return done
@@ -1053,6 +1055,7 @@ async def reconcile_stale(
             continue
         except MarketError as exc:  # our rules refuse what the provider did: for an operator
             log.error("reconciliation of payment %s needs an operator: %s", payment.id, exc.detail)
+            payment.synced_at = utcnow()  # tried again after the interval, not every round
             continue
         if (payment.status, payment.captured_fen, payment.refunded_fen) != before:
             repaired += 1
