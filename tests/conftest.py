@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -55,6 +56,7 @@ def server_url() -> Iterator[str]:
         yield async_url(embedded.url("postgres"))
     finally:
         embedded.stop()
+        shutil.rmtree(tmp, ignore_errors=True)  # about 55 MB a run otherwise
 
 
 @pytest.fixture(scope="session")
@@ -77,15 +79,17 @@ def db_url(server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings() -> Settings:
-    return Settings(
+def settings() -> Iterator[Settings]:
+    data_dir = Path(tempfile.mkdtemp(prefix="agribridge-data-"))
+    yield Settings(
         database_url=None,
-        data_dir=Path(tempfile.mkdtemp(prefix="agribridge-data-")),
+        data_dir=data_dir,
         log_json=False,
         secret_key="test-secret-key-for-id-number-hashes",
         max_body_bytes=64 * 1024,
         worker=False,  # tests run the background jobs themselves
     )
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
