@@ -210,11 +210,17 @@ async def test_a_lost_or_emptied_index_is_rebuilt_not_left_half_full(
     await sync.drain(maker, es)
     await in_step(maker, es)
 
-    # someone empties it (a new empty index behind the alias): refilled
+    # someone empties it (a new empty index behind the alias) while a change waits in the
+    # outbox: refilled all the same, and once queued not queued again while it drains
     empty = await es.create_index()
     await es.switch_alias(empty)
     assert await es.count() == 0
+    async with maker() as session, session.begin():
+        await session.execute(
+            text("INSERT INTO search_outbox (listing_id) SELECT id FROM listing LIMIT 1")
+        )
     assert await sync.ensure_index(maker, es) is True
+    assert await sync.ensure_index(maker, es) is False
     await sync.drain(maker, es)
     await in_step(maker, es)
 

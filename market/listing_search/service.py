@@ -391,10 +391,11 @@ async def ensure_index(
     async with sessionmaker() as session, session.begin():
         conn = await session.connection()
         if empty:
-            visible = await conn.scalar(
-                text("SELECT count(*) FROM listing WHERE status = 'active'")
-            )
-            if not visible or (await backlog(conn)).pending:
+            # nothing to show, or everything already queued (the refill under way): not again.
+            # A backlog smaller than what is visible (changes of the day, or a refill whose
+            # queueing failed) does not stand in for a refill
+            visible = await listings_service.count_public(session)
+            if not visible or (await backlog(conn)).pending >= visible:
                 return False
         if created or empty:
             queued = await enqueue_all(conn)
