@@ -363,13 +363,11 @@ async def test_reindex_rebuilds_a_damaged_index_and_check_says_so(clean_db, engi
 
     # one reindex at a time: while another holds the lock, a second changes nothing
     async with engine.connect() as other:
-        assert await other.scalar(
-            text("SELECT pg_try_advisory_lock(hashtext('market.search.reindex'))")
-        )
+        assert await other.scalar(sync._TRY_REINDEX_LOCK)
         with pytest.raises(RuntimeError, match="another reindex is running"):
             await sync.reindex(maker, backend, batch=2)
         assert not (await sync.check(maker, backend)).in_step
-        await other.execute(text("SELECT pg_advisory_unlock(hashtext('market.search.reindex'))"))
+        await other.execute(sync._REINDEX_UNLOCK)
         await other.commit()
 
     done = await sync.reindex(maker, backend, batch=2)

@@ -328,7 +328,7 @@ async def counter_bid(
     expiry (the buyer's time to decide), which is when the expiry sweep ends the bid."""
     bid = await get_bid(session, bid_id=bid_id, cooperative_id=cooperative_id, lock=True)
     await _expired_now(session, bid)
-    bid.status = states.transition(bid.status, "counter")
+    countered = states.transition(bid.status, "counter")
     now = utcnow()
     if not now < data["expires_at"] <= now + dt.timedelta(days=MAX_BID_DAYS):
         raise Invalid.field("expires_at", f"must be in the future and within {MAX_BID_DAYS} days.")
@@ -342,6 +342,7 @@ async def counter_bid(
         raise Invalid.field(
             "quantity", f"The bid is for {bid.quantity}; a counter-offer cannot offer more."
         )
+    bid.status = countered  # checked above, changed only once the terms are valid
     await _close_counters(session, bid, "declined")
     counter = CounterOffer(bid_id=bid.id, created_by_id=user_id, status="open", **data)
     session.add(counter)
