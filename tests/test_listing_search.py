@@ -393,6 +393,43 @@ async def test_concurrent_workers_send_each_change_once(clean_db, engine):
     assert (await sync.check(maker, backend)).in_step
 
 
+async def test_a_worker_never_writes_back_a_listing_a_request_is_hiding(clean_db, engine):
+    """The worker holds the listings it sends (PostgreSQL writes the search rows in its
+    transaction): a request hiding one of them meanwhile finishes first or waits, and the
+    worker's older document never comes back after the request's delete."""
+    maker = create_sessionmaker(engine)
+    backend = PostgresSearch(engine)
+    async with maker() as session, session.begin():
+        supply = await make_supply(session)
+        listing = await make_listing(session, supply, title_zh="靖远枸杞 头茬")
+    await sync.drain(maker, backend)
+    async with maker() as session, session.begin():  # a change elsewhere queues the listing
+        await session.execute(
+            text("UPDATE organisation SET name_zh = name_zh || '社' WHERE id = :id"),
+            {"id": supply.cooperative.id},
+        )
+
+    async with maker() as request, request.begin():  # a request pauses it
+        paused = await listings_service.get_listing(request, listing_id=listing.id, lock=True)
+        cooperative = await organisations_service.get_organisation(
+            request, organisation_id=supply.cooperative.id
+        )
+        await listings_service.act(
+            request, listing=paused, organisation=cooperative, event="pause", user_id=None
+        )
+        await request.flush()
+        assert await sync.index_own_changes(request, backend) == 1  # as the app does
+        worker = asyncio.create_task(sync.drain_once(maker, backend))
+        await asyncio.sleep(0.5)
+        assert not worker.done()  # it waits for the request's change
+    drained = await worker
+    assert (drained.claimed, drained.written, drained.error) == (1, 1, None)
+    async with maker() as session:
+        assert await indexed_version(session, listing.id) is None
+    assert (await backend.search(query("枸杞"))).total == 0
+    assert (await sync.check(maker, backend)).in_step
+
+
 # ---------------------------------------------------------------- the API's rules
 
 

@@ -114,6 +114,16 @@ async def changes_for(conn: AsyncConnection, listing_ids: Sequence[uuid.UUID]) -
     return Changes(documents, deletions)
 
 
+async def _current(
+    search: ListingSearch, conn: AsyncConnection, listing_ids: Sequence[uuid.UUID]
+) -> Changes:
+    """`changes_for`, with the listings held until the transaction ends when the search rows
+    are written in it (PostgreSQL): see `_HOLD`."""
+    if isinstance(search, PostgresSearch):
+        await conn.execute(_HOLD, {"ids": list(listing_ids)})
+    return await changes_for(conn, listing_ids)
+
+
 async def _write(
     search: ListingSearch, conn: AsyncConnection, changes: Changes, target: str | None = None
 ) -> list[ItemFailure]:
@@ -144,6 +154,13 @@ _CLAIM = text(
     """
 )
 _DONE = text("DELETE FROM search_outbox WHERE id = ANY(:ids)")
+# On PostgreSQL the search rows are written in the reading transaction; the listings are held
+# (FOR SHARE, in id order so that two holders never wait on each other) from before they are
+# read until the rows commit: a request that changes one meanwhile waits, and then writes its
+# own version after ours. Without it a worker that read a listing just before a request hid
+# it wrote the old document back after the request's delete (Elasticsearch refuses that write
+# by the delete's tombstone; PostgreSQL keeps no tombstones).
+_HOLD = text("SELECT id FROM listing WHERE id = ANY(:ids) ORDER BY id FOR SHARE")
 _RETRY = text(
     """
     UPDATE search_outbox
@@ -167,7 +184,7 @@ async def index_own_changes(session: AsyncSession, search: ListingSearch) -> int
     conn = await session.connection()
     listing_ids = sorted(set((await conn.execute(_OWN)).scalars()))
     if listing_ids:
-        await _write(search, conn, await changes_for(conn, listing_ids))
+        await _write(search, conn, await _current(search, conn, listing_ids))
     return len(listing_ids)
 
 
@@ -212,7 +229,7 @@ async def drain_once(
         if not rows:
             return Drained()
         listing_ids = sorted({row.listing_id for row in rows})
-        changes = await changes_for(conn, listing_ids)
+        changes = await _current(search, conn, listing_ids)
         targets: list[str | None] = [None]
         if not isinstance(search, PostgresSearch):
             target = await _state(conn, REINDEX_TARGET)
@@ -499,7 +516,7 @@ async def _reindex(
         async for ids in _active_ids(sessionmaker, batch):
             async with sessionmaker() as session, session.begin():
                 conn = await session.connection()
-                changes = await changes_for(conn, ids)
+                changes = await _current(search, conn, ids)
                 failures += await _write(search, conn, changes, target)
             documents += len(changes.documents)
             deletions += len(changes.deletions)
