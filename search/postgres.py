@@ -799,8 +799,9 @@ class PostgresSearch:
     async def _count(
         conn: Any, condition: str, with_facets: bool, limit: int
     ) -> tuple[int, dict[str, list[FacetCount]]]:
-        """Matches up to one past `limit` and, with facets, the facets of `limit` of them, in
-        one pass over the first matches found (in no particular order)."""
+        """Matches up to one past `limit` and, with facets, the facets of the newest `limit`
+        of them (by published_at, then id): the same matches the relevance sort counts, so the
+        facets do not change with the sort or from one request to the next."""
         if not with_facets:
             count_sql = (
                 "SELECT count(*) AS total FROM (SELECT 1 FROM search_listing "  # noqa: S608
@@ -808,9 +809,10 @@ class PostgresSearch:
             )
             return int((await _rows(conn, count_sql))[0][0]), {}
         sql = (
-            f"WITH f AS MATERIALIZED (SELECT *, row_number() OVER () AS n FROM "  # noqa: S608
-            f"(SELECT {_FACET_COLUMNS}, unit_price_fen FROM search_listing WHERE {condition} "
-            f"LIMIT {int(limit) + 1}) AS o) "
+            "WITH f AS MATERIALIZED (SELECT *, row_number() OVER "  # noqa: S608
+            "(ORDER BY published_at DESC, id) AS n FROM "
+            f"(SELECT {_FACET_COLUMNS}, unit_price_fen, published_at, id FROM search_listing "
+            f"WHERE {condition} ORDER BY published_at DESC, id LIMIT {int(limit) + 1}) AS o) "
             f"SELECT (SELECT count(*) FROM f) AS total, "
             f"CAST({_facet_counts('f', limit)} AS text) AS facets"
         )

@@ -550,17 +550,34 @@ async def test_a_listing_of_an_unverified_cooperative_is_never_found(client, ses
 
 async def test_counts_stop_at_the_limit_and_say_so(engine, connection, session):
     """A common word is not counted to the last match: past the limit the total is a lower
-    bound (total_exact false) and the facets count that many matches."""
-    from search.base import Query
+    bound (total_exact false) and the facets count that many matches, the newest."""
+    from search.base import PRICE_BUCKETS, Query
 
     supply = await make_supply(session, poor_grams=600_000)
-    for _ in range(7):
-        await make_listing(session, supply, quantity=10)
+    for price in (500, 1500, 2500, 4000, 7000, 8000, 12000):  # one or two per price bucket
+        await make_listing(session, supply, quantity=10, unit_price_fen=price, price_tiers=[])
     await session.flush()
     await sync.index_own_changes(session, PostgresSearch(engine, connection=connection))
     capped = PostgresSearch(engine, connection=connection, count_limit=5)
     result = await capped.search(Query(text="枸杞", facets=True, limit=100))
     assert (result.total, result.total_exact, len(result.hits)) == (5, False, 7)
     assert sum(f.count for f in result.facets["storage_class"]) == 5
+    # the facets count the newest five matches, whatever the sort: they stay put while the
+    # buyer re-sorts or pages
+    newest = (
+        await session.execute(
+            text("SELECT unit_price_fen FROM search_listing ORDER BY published_at DESC, id LIMIT 5")
+        )
+    ).scalars()
+    buckets: dict[str, int] = {}
+    for price in newest:
+        low, high = next((lo, hi) for lo, hi in PRICE_BUCKETS if hi is None or price < hi)
+        key = f"{low}-{high if high is not None else ''}"
+        buckets[key] = buckets.get(key, 0) + 1
+    for sort in ("relevance", "price_asc", "price_desc", "newest", "poor_share"):
+        for text_ in ("枸杞", ""):
+            found = await capped.search(Query(text=text_, facets=True, sort=sort, limit=2))
+            assert (found.total, found.total_exact) == (5, False), sort
+            assert {f.value: f.count for f in found.facets["price"] if f.count} == buckets, sort
     exact = await PostgresSearch(engine, connection=connection).search(Query(text="枸杞"))
     assert (exact.total, exact.total_exact) == (7, True)
