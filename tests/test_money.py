@@ -554,6 +554,34 @@ async def test_concurrent_payout_batches_make_one_batch(committing_client, commi
     assert (batches, payouts) == (1, 1)
 
 
+async def test_two_buyers_paying_one_order_at_once_get_one_payment(
+    committing_client, committing_session
+):
+    """People of the buyer press "pay" at once (each request its own key): the order gets one
+    live payment, the same for all of them; never a 500 from the one-live-payment rule."""
+    session = committing_session
+    shop_ = await shop(session)
+    await session.commit()
+    placed = await order(committing_client, shop_)
+    url = orders_url(shop_.buyer, placed["id"], "payments")
+
+    async def pay(method: str) -> httpx.Response:
+        return await committing_client.post(
+            url, headers=bearer(shop_.token) | key(), json={"method": method}
+        )
+
+    first = await asyncio.gather(*(pay("bank_transfer") for _ in range(4)))
+    assert [r.status_code for r in first] == [201] * 4, [r.text for r in first]
+    assert len({r.json()["id"] for r in first}) == 1
+    maker = _committing_maker(session)
+    async with maker() as check:
+        live = await check.scalar(
+            text("SELECT count(*) FROM payment WHERE order_id = :o AND status <> 'cancelled'"),
+            {"o": placed["id"]},
+        )
+    assert live == 1
+
+
 def _committing_maker(session: AsyncSession) -> Any:
     from market.db import create_sessionmaker
 

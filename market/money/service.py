@@ -184,17 +184,20 @@ async def start_payment(
     transfer instructions (bank transfer) or a client secret for the front end (Stripe). A
     pending payment by another method is cancelled first: one live payment per order."""
     await orders_service.get_order(session, order_id=order_id, buyer_id=buyer_id)  # 404 first
-    # payments before their order, as every other writer (webhooks, statements) takes them
-    existing = list(
-        await session.scalars(
-            select(Payment)
-            .where(Payment.order_id == order_id)
-            .order_by(Payment.created_at)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+    # payments before their order, as every other writer (webhooks, statements) takes them;
+    # read again once the order is held: a payment opened by a concurrent request, which held
+    # the order before us, is then seen (and reused or replaced) instead of a second live one
+    # breaking the one-live-payment rule
+    live = (
+        select(Payment)
+        .where(Payment.order_id == order_id)
+        .order_by(Payment.created_at)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
+    await session.scalars(live)
     order = await orders_service.get_order(session, order_id=order_id, buyer_id=buyer_id, lock=True)
+    existing = list(await session.scalars(live))
     if order.status != "pending_payment" or order.payment_due_at <= utcnow():
         raise Conflict(
             "This order is not waiting for payment"
