@@ -471,6 +471,53 @@ async def test_two_workers_racing_to_clear_give_one_result(
         assert await listing_state(session, listing.id) == (0, 10, 0)
 
 
+async def test_a_bid_waiting_on_a_clearing_is_refused_not_left_open(
+    engine: AsyncEngine, clean_db, committing_client
+):
+    """A last-second bid that waits for the listing while a worker clears the auction gets 409
+    `auction_closed` once the clearing commits: it is neither left open on a cleared auction
+    nor allowed to move a closed auction's close."""
+    maker = create_sessionmaker(engine)
+    async with maker() as session, session.begin():
+        _, listing = await auction(
+            session, quantity=10, reserve=None, closes_in=dt.timedelta(seconds=2)
+        )
+        organisation, token = await buyer(session)
+        closes_at = listing.auction_closes_at
+    async with maker() as worker, worker.begin():
+        # the worker holds the listing; the bid arrives in the last second and waits for it
+        held = await worker.execute(
+            text("SELECT id FROM listing WHERE id = :id FOR UPDATE"), {"id": listing.id}
+        )
+        assert held.scalar() == listing.id
+        late = asyncio.create_task(
+            bid(committing_client, organisation, token, listing.id, quantity=2, expires_at=None)
+        )
+        await asyncio.sleep(2.5)  # the bidding closes meanwhile
+        assert not late.done()
+        result = await trading_service.clear_auction(worker, listing_id=listing.id, terms=TERMS)
+        assert result is not None and result.bids == 0
+    problem(await late, 409, "auction_closed")
+    async with maker() as session:
+        assert await session.scalar(select(func.count()).select_from(Bid)) == 0
+        stored = await session.scalar(
+            text("SELECT auction_closes_at FROM listing WHERE id = :id"), {"id": listing.id}
+        )
+        assert stored == closes_at
+
+
+async def test_a_running_auctions_quantity_can_grow_but_not_shrink(client, session):
+    """Reducing it would make every sealed bid lose to a `sold_out` that is not true."""
+    supply, listing = await auction(session, quantity=10, reserve=None)
+    url = f"/organisations/{supply.cooperative.id}/listings/{listing.id}/stock-adjustments"
+    coop = bearer(supply.token)
+    cut = await client.post(url, headers=coop | key(), json={"quantity": -10, "reason": "损耗"})
+    assert "reduced" in problem(cut, 409, "auction_running")["detail"]
+    grown = await client.post(url, headers=coop | key(), json={"quantity": 5, "reason": "补货"})
+    assert grown.status_code == 201, grown.text
+    assert await listing_state(session, listing.id) == (15, 0, 0)
+
+
 async def test_winners_get_their_orders_when_the_window_closes_with_the_bidding(client, session):
     """A listing whose validity ends when its bidding does is still sold to its winners."""
     _, listing = await auction(session, quantity=10, reserve=None)

@@ -668,6 +668,14 @@ async def adjust(
         raise Invalid.field("quantity", "An adjustment of 0 changes nothing.")
     if not states.accepts_stock_changes(listing.status):
         raise Conflict("This listing is closed; its stock cannot change.", code="listing_closed")
+    if quantity < 0 and _auction_running(listing):
+        # what buyers bid on stays on offer until the clearing: taken away, every sealed bid
+        # would lose to "sold out", which would not be true
+        raise Conflict(
+            "A published auction's quantity cannot be reduced: buyers are bidding on it until "
+            "its clearing. More units can be added.",
+            code="auction_running",
+        )
     if quantity > 0:
         # lot before listing, the order every writer takes the two locks in
         lot = await sourcing_service.get_lot(session, lot_id=listing.lot_id, lock=True)
@@ -884,6 +892,16 @@ async def _check_publishable(
         )
 
 
+def _auction_running(listing: Listing) -> bool:
+    """A published auction not yet cleared (its clearing closes it)."""
+    return (
+        listing.sale_mode == "auction"
+        and listing.published_at is not None
+        and listing.auction_closes_at is not None
+        and listing.status != "closed"
+    )
+
+
 async def act(
     session: AsyncSession,
     *,
@@ -900,14 +918,7 @@ async def act(
     A published auction runs until its clearing, which closes it (`auction_cleared`): paused
     or closed before, its sealed bids would stay open and its winners could get nothing."""
     listing = await get_listing(session, listing_id=listing.id, lock=True)
-    if (
-        event in ("pause", "close")
-        and listing.sale_mode == "auction"
-        and listing.published_at is not None
-        and listing.auction_closes_at is not None
-        and listing.status != "closed"
-        and not auction_cleared
-    ):
+    if event in ("pause", "close") and _auction_running(listing) and not auction_cleared:
         raise Conflict(
             "A published auction cannot be paused or closed: its bidding runs until "
             f"{listing.auction_closes_at.astimezone(CHINA):%Y-%m-%d %H:%M} (China time), then "

@@ -119,6 +119,7 @@ async def place_bid(
             code="fixed_price",
         )
     kind = "auction" if row["sale_mode"] == "auction" else "negotiation"
+    available = int(row["quantity_available"])
     expires_at = data.get("expires_at")
     if kind == "negotiation":
         if expires_at is None:
@@ -139,9 +140,13 @@ async def place_bid(
         listing = await listings_service.get_listing(
             session, listing_id=data["listing_id"], lock=True
         )
+        # the clock and the listing as they are once the lock is ours: a clearing that held
+        # it meanwhile has closed the listing, and the close may have passed while we waited
+        now = utcnow()
         closes_at = listing.auction_closes_at
-        if closes_at is None or closes_at <= now:
+        if listing.status != "active" or closes_at is None or closes_at <= now:
             raise Conflict("This auction's bidding has closed.", code="auction_closed")
+        available = listing.quantity_available
         if closes_at - now < dt.timedelta(minutes=snipe_minutes):
             await listings_service.extend_auction(
                 session,
@@ -149,10 +154,10 @@ async def place_bid(
                 minutes=snipe_minutes,
                 max_extensions=snipe_max_extensions,
             )
-    if data["quantity"] > row["quantity_available"]:
+    if data["quantity"] > available:
         raise Invalid.field(
             "quantity",
-            f"Only {row['quantity_available']} are available.",
+            f"Only {available} are available.",
             code="more_than_available",
         )
     bid = Bid(
