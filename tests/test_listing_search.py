@@ -395,21 +395,23 @@ async def test_concurrent_workers_send_each_change_once(clean_db, engine):
 
 async def test_a_worker_never_writes_back_a_listing_a_request_is_hiding(clean_db, engine):
     """The worker holds the listings it sends (PostgreSQL writes the search rows in its
-    transaction): a request hiding one of them meanwhile finishes first or waits, and the
-    worker's older document never comes back after the request's delete."""
+    transaction) and skips one that a request is changing at that moment, without waiting for
+    it: its older document never comes back after the request's delete, and the listing's
+    outbox row is taken again a second later."""
     maker = create_sessionmaker(engine)
     backend = PostgresSearch(engine)
     async with maker() as session, session.begin():
         supply = await make_supply(session)
         listing = await make_listing(session, supply, title_zh="靖远枸杞 头茬")
+        other = await make_listing(session, supply, title_zh="靖远枸杞 二茬")
     await sync.drain(maker, backend)
-    async with maker() as session, session.begin():  # a change elsewhere queues the listing
+    async with maker() as session, session.begin():  # a change elsewhere queues both
         await session.execute(
             text("UPDATE organisation SET name_zh = name_zh || '社' WHERE id = :id"),
             {"id": supply.cooperative.id},
         )
 
-    async with maker() as request, request.begin():  # a request pauses it
+    async with maker() as request, request.begin():  # a request pauses one
         paused = await listings_service.get_listing(request, listing_id=listing.id, lock=True)
         cooperative = await organisations_service.get_organisation(
             request, organisation_id=supply.cooperative.id
@@ -419,14 +421,39 @@ async def test_a_worker_never_writes_back_a_listing_a_request_is_hiding(clean_db
         )
         await request.flush()
         assert await sync.index_own_changes(request, backend) == 1  # as the app does
-        worker = asyncio.create_task(sync.drain_once(maker, backend))
-        await asyncio.sleep(0.5)
-        assert not worker.done()  # it waits for the request's change
-    drained = await worker
-    assert (drained.claimed, drained.written, drained.error) == (1, 1, None)
+        # the worker sends the other one and leaves this one, without waiting
+        drained = await asyncio.wait_for(sync.drain_once(maker, backend), timeout=5)
+        assert (drained.claimed, drained.written, drained.error) == (2, 1, None)
+    async with maker() as session:
+        assert await outbox(session) == [listing.id]
+        assert await indexed_version(session, listing.id) is None
+        assert await indexed_version(session, other.id) is not None
+    assert (await sync.drain_once(maker, backend)).claimed == 0  # not before its second
+    await asyncio.sleep(1.1)
+    again = await sync.drain(maker, backend)
+    assert (again.claimed, again.written) == (1, 1)
     async with maker() as session:
         assert await indexed_version(session, listing.id) is None
-    assert (await backend.search(query("枸杞"))).total == 0
+    assert [h.id for h in (await backend.search(query("枸杞"))).hits] == [str(other.id)]
+    assert (await sync.check(maker, backend)).in_step
+
+
+async def test_a_reindex_leaves_a_listing_being_changed_to_the_worker(clean_db, engine):
+    maker = create_sessionmaker(engine)
+    backend = PostgresSearch(engine)
+    async with maker() as session, session.begin():
+        supply = await make_supply(session)
+        busy, _calm = [await make_listing(session, supply) for _ in range(2)]
+    await sync.drain(maker, backend)
+    async with maker() as changer, changer.begin():
+        await changer.execute(
+            text("SELECT id FROM listing WHERE id = :id FOR UPDATE"), {"id": busy.id}
+        )
+        done = await asyncio.wait_for(sync.reindex(maker, backend, batch=10), timeout=10)
+        assert (done.documents, done.failures) == (1, [])
+    async with maker() as session:
+        assert await outbox(session) == [busy.id]
+    await sync.drain(maker, backend)
     assert (await sync.check(maker, backend)).in_step
 
 

@@ -114,14 +114,15 @@ async def changes_for(conn: AsyncConnection, listing_ids: Sequence[uuid.UUID]) -
     return Changes(documents, deletions)
 
 
-async def _current(
+async def _hold(
     search: ListingSearch, conn: AsyncConnection, listing_ids: Sequence[uuid.UUID]
-) -> Changes:
-    """`changes_for`, with the listings held until the transaction ends when the search rows
-    are written in it (PostgreSQL): see `_HOLD`."""
-    if isinstance(search, PostgresSearch):
-        await conn.execute(_HOLD, {"ids": list(listing_ids)})
-    return await changes_for(conn, listing_ids)
+) -> set[uuid.UUID]:
+    """The listings whose search rows this transaction may write now: on PostgreSQL those it
+    could hold (see `_HOLD`), the others being changed by another transaction at this moment;
+    on Elasticsearch all of them."""
+    if not isinstance(search, PostgresSearch):
+        return set(listing_ids)
+    return set((await conn.execute(_HOLD, {"ids": list(listing_ids)})).scalars())
 
 
 async def _write(
@@ -154,13 +155,24 @@ _CLAIM = text(
     """
 )
 _DONE = text("DELETE FROM search_outbox WHERE id = ANY(:ids)")
-# On PostgreSQL the search rows are written in the reading transaction; the listings are held
-# (FOR SHARE, in id order so that two holders never wait on each other) from before they are
-# read until the rows commit: a request that changes one meanwhile waits, and then writes its
-# own version after ours. Without it a worker that read a listing just before a request hid
-# it wrote the old document back after the request's delete (Elasticsearch refuses that write
-# by the delete's tombstone; PostgreSQL keeps no tombstones).
-_HOLD = text("SELECT id FROM listing WHERE id = ANY(:ids) ORDER BY id FOR SHARE")
+# On PostgreSQL the worker writes the search rows in the transaction that reads the listings,
+# and holds them (FOR SHARE) from before they are read until the rows commit: a transaction
+# that changes one meanwhile waits, then indexes its own version after ours. Without it a
+# worker that read a listing just before a request hid it wrote the old document back after
+# the request's delete (Elasticsearch refuses that write by the delete's tombstone; PostgreSQL
+# keeps no tombstones). A listing being changed right now is skipped (SKIP LOCKED), not waited
+# for: its changer indexes it or queues it, and its outbox row comes back a second later
+# (_LATER). Waiting could deadlock with a trigger that touches several listings in another
+# order. A request never needs the hold: the listings in its own outbox rows are the ones it
+# inserted or updated, which it holds already.
+_HOLD = text("SELECT id FROM listing WHERE id = ANY(:ids) ORDER BY id FOR SHARE SKIP LOCKED")
+_LATER = text(
+    "UPDATE search_outbox SET available_at = now() + interval '1 second' WHERE id = ANY(:ids)"
+)
+_REQUEUE = text(
+    "INSERT INTO search_outbox (listing_id) SELECT id FROM unnest(CAST(:ids AS uuid[])) AS id "
+    "ORDER BY id"
+)
 _RETRY = text(
     """
     UPDATE search_outbox
@@ -184,7 +196,7 @@ async def index_own_changes(session: AsyncSession, search: ListingSearch) -> int
     conn = await session.connection()
     listing_ids = sorted(set((await conn.execute(_OWN)).scalars()))
     if listing_ids:
-        await _write(search, conn, await _current(search, conn, listing_ids))
+        await _write(search, conn, await changes_for(conn, listing_ids))
     return len(listing_ids)
 
 
@@ -228,8 +240,13 @@ async def drain_once(
         rows = (await conn.execute(_CLAIM, {"batch": batch, "retry_hours": RETRY_HOURS})).all()
         if not rows:
             return Drained()
-        listing_ids = sorted({row.listing_id for row in rows})
-        changes = await _current(search, conn, listing_ids)
+        claimed = len(rows)
+        held = await _hold(search, conn, sorted({row.listing_id for row in rows}))
+        busy = [row.id for row in rows if row.listing_id not in held]
+        if busy:
+            await conn.execute(_LATER, {"ids": busy})
+            rows = [row for row in rows if row.listing_id in held]
+        changes = await changes_for(conn, sorted(held))
         targets: list[str | None] = [None]
         if not isinstance(search, PostgresSearch):
             target = await _state(conn, REINDEX_TARGET)
@@ -247,7 +264,7 @@ async def drain_once(
             # loop waits longer between attempts meanwhile
             error = f"{type(exc).__name__}: {exc}"[:500]
             await conn.execute(_NOTE, {"ids": [r.id for r in rows], "error": error})
-            return Drained(claimed=len(rows), error=error)
+            return Drained(claimed=claimed, error=error)
         done: list[int] = []
         retry: list[int] = []
         park: list[int] = []
@@ -273,7 +290,7 @@ async def drain_once(
         if park:
             log.warning("search refused %d documents; parked", len(park))
         written = len(changes.documents) + len(changes.deletions) - len(failures)
-        return Drained(len(rows), written, len(retry), len(park))
+        return Drained(claimed, written, len(retry), len(park))
 
 
 async def drain(
@@ -516,7 +533,10 @@ async def _reindex(
         async for ids in _active_ids(sessionmaker, batch):
             async with sessionmaker() as session, session.begin():
                 conn = await session.connection()
-                changes = await _current(search, conn, ids)
+                held = await _hold(search, conn, ids)
+                if len(held) < len(ids):  # being changed now: left to the worker
+                    await conn.execute(_REQUEUE, {"ids": [i for i in ids if i not in held]})
+                changes = await changes_for(conn, sorted(held))
                 failures += await _write(search, conn, changes, target)
             documents += len(changes.documents)
             deletions += len(changes.deletions)

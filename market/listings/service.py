@@ -918,10 +918,16 @@ async def act(
     A published auction runs until its clearing, which closes it (`auction_cleared`): paused
     or closed before, its sealed bids would stay open and its winners could get nothing."""
     listing = await get_listing(session, listing_id=listing.id, lock=True)
-    if event in ("pause", "close") and _auction_running(listing) and not auction_cleared:
+    closes_at = listing.auction_closes_at
+    if (
+        event in ("pause", "close")
+        and closes_at
+        and _auction_running(listing)
+        and not auction_cleared
+    ):
         raise Conflict(
             "A published auction cannot be paused or closed: its bidding runs until "
-            f"{listing.auction_closes_at.astimezone(CHINA):%Y-%m-%d %H:%M} (China time), then "
+            f"{closes_at.astimezone(CHINA):%Y-%m-%d %H:%M} (China time), then "
             "the platform clears it and closes the listing.",
             code="auction_running",
         )

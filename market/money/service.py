@@ -188,16 +188,16 @@ async def start_payment(
     # read again once the order is held: a payment opened by a concurrent request, which held
     # the order before us, is then seen (and reused or replaced) instead of a second live one
     # breaking the one-live-payment rule
-    live = (
+    of_order = (
         select(Payment)
         .where(Payment.order_id == order_id)
         .order_by(Payment.created_at)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
-    await session.scalars(live)
+    await session.scalars(of_order)
     order = await orders_service.get_order(session, order_id=order_id, buyer_id=buyer_id, lock=True)
-    existing = list(await session.scalars(live))
+    existing = list(await session.scalars(of_order))
     if order.status != "pending_payment" or order.payment_due_at <= utcnow():
         raise Conflict(
             "This order is not waiting for payment"
