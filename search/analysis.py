@@ -137,13 +137,20 @@ def _is_han(text: str) -> bool:
     return bool(text) and _HAS_HAN.search(text) is not None
 
 
+# No word is longer: a longer one is not a word anyone types (a run of one letter, a code
+# pasted into a title) and, as a term, could pass PostgreSQL's limit of 2,047 bytes per lexeme
+# (㌖ is キロメートル under NFKC: 120 of them made one term of 2,160 bytes)
+MAX_WORD_CHARS = 60
+
+
 def _tokens(text: str) -> Iterator[tuple[bool, str]]:
-    """(is_han, token) for each run of Chinese characters and each other word, in order."""
+    """(is_han, token) for each run of Chinese characters and each other word of at most
+    MAX_WORD_CHARS characters, in order."""
     for match in _TOKEN.finditer(text):
         han, word = match.groups()
         if han:
             yield True, han
-        else:
+        elif len(word) <= MAX_WORD_CHARS:
             yield False, fold_latin(word)
 
 
@@ -327,7 +334,7 @@ def _words(run: str) -> list[str]:
             i += 1
     if start < len(run):
         words += _segmenter().cut(run[start:])
-    return [w for w in words if w.strip()]
+    return [w for w in words if w.strip() and len(w) <= MAX_WORD_CHARS]
 
 
 # --- indexing --------------------------------------------------------------------------------

@@ -439,6 +439,8 @@ def decode_cursor(cursor: str, sort: str) -> tuple[list[Any], str]:
             key = dt.datetime.fromisoformat(key)
             if key.tzinfo is None:  # read as UTC by one backend, local time by the other
                 raise ValueError("the time has no time zone")
+            # in UTC: PostgreSQL refuses offsets beyond ±15:59 that Python accepts
+            key = key.astimezone(dt.UTC)
         elif isinstance(key, bool) or not isinstance(key, int | float):
             raise ValueError("the key is not a number")
         elif sort in ("price_asc", "price_desc", "poor_share"):

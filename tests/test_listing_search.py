@@ -470,6 +470,7 @@ async def test_search_parameters_are_checked(client, session):
 
     await refused("colour", colour="red")  # unknown parameter
     await refused("limit", limit=101)
+    await refused("category", category="dried\x00fruit")  # never into the SQL
     await refused("price_min", price_min=-1)
     await refused("region", region="62")
     await refused("sort", sort="cheapest")

@@ -521,6 +521,26 @@ async def test_limit_is_capped_and_cursors_are_checked(backend):
         )
     with pytest.raises(ValueError, match="near"):
         await backend.search(Query(sort="distance"))
+    # a time zone Python accepts and PostgreSQL does not (beyond ±15:59) is read in UTC
+    newest = await backend.search(Query(sort="newest", limit=2))
+    assert newest.next_cursor is not None
+    [at], after = decode_cursor(newest.next_cursor, "newest")
+    far = at.astimezone(dt.timezone(dt.timedelta(hours=20))).isoformat()
+    rest = await backend.search(
+        Query(sort="newest", limit=100, cursor=encode_cursor("newest", [far], after))
+    )
+    assert ids(rest) == ids(await backend.search(Query(sort="newest", limit=100)))[2:]
+
+
+async def test_a_word_too_long_to_be_a_word_is_left_out(backend):
+    """㌖ is キロメートル under NFKC: 120 of them would be one term of 2,160 bytes, past
+    PostgreSQL's limit per lexeme; such a word is not indexed (nor searched for)."""
+    goji = _by_id("goji_jingyuan")
+    await write(backend, [replace(goji, version=9, title_zh="靖远枸杞 " + "㌖" * 120)])
+    assert await stored(backend, goji.id) == (9, "靖远枸杞 " + "㌖" * 120)
+    assert ids(await backend.search(Query(text="枸杞 " + "㌖" * 120))) == ids(
+        await backend.search(Query(text="枸杞"))
+    )
 
 
 async def test_an_older_version_never_overwrites(backend):

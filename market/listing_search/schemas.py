@@ -26,7 +26,9 @@ class SearchParams(BaseModel):
         description="Words in Chinese, pinyin (full or initials) or English: 枸杞, gouqi, gq, "
         "wolfberry. Every word must match; place names (宁夏, 靖远) must match the origin.",
     )
-    category: str | None = Field(default=None, max_length=40, examples=["dried_fruit"])
+    category: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_.-]{1,40}$", examples=["dried_fruit_nuts"]
+    )
     region: str | None = Field(
         default=None,
         pattern=r"^\d{6}$",
