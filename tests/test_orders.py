@@ -175,6 +175,15 @@ async def test_bad_orders_name_the_field_and_write_nothing(client, session):
         assert field in [e["field"] for e in response.json()["errors"]], (field, response.json())
     too_many = await place(client, organisation, token, [{"listing_id": one, "quantity": 51}])
     problem(too_many, 409, "insufficient_stock")
+    # fifty lines of a trillion boxes at ¥2,000: goods past a bigint, refused as stock before
+    # anything is priced or written, not a 500
+    dear = await make_listing(session, supply, unit_price_fen=200_000, price_tiers=[])
+    absurd = await place(
+        client, organisation, token, [{"listing_id": str(dear.id), "quantity": 10**12}] * 50
+    )
+    assert problem(absurd, 409, "insufficient_stock")["errors"] == [
+        {"field": "lines.0.quantity", "message": "50 available"}
+    ]
     assert await session.scalar(select(func.count()).select_from(Order)) == 0
     assert await listing_state(session, listing.id) == (50, 0, 0)
     no_key = await client.post(

@@ -290,6 +290,20 @@ async def place_order(
             )
         if row["cooperative_id"] == str(buyer.id):
             raise Invalid.field(f"{field}.listing_id", "You cannot buy your own listing.")
+        if line.quantity > row["quantity_available"]:
+            # the reservation below decides; this refuses at once what cannot fit, before the
+            # totals of an impossible quantity (beyond a bigint) are computed and written
+            raise Conflict(
+                f"Only {row['quantity_available']} units of this listing are available, so "
+                f"{line.quantity} cannot be reserved.",
+                code="insufficient_stock",
+                errors=[
+                    {
+                        "field": f"{field}.quantity",
+                        "message": f"{row['quantity_available']} available",
+                    }
+                ],
+            )
         if prices is None and line.quantity < row["min_order_quantity"]:
             raise Invalid.field(
                 f"{field}.quantity",
