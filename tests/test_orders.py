@@ -739,6 +739,69 @@ async def test_dispute_answer_and_platform_decision(client, session):
     assert hidden.status_code == 404
 
 
+async def test_a_dispute_holds_its_own_part_and_the_other_parts_go_on(client, session):
+    """A dispute is about one cooperative's part: while it waits for the platform, that part
+    cannot be packed, shipped or declined, and the order's other parts are fulfilled as usual;
+    the decision completes the order once every part is delivered."""
+    from tests.factories import platform_operator
+
+    first, second = await make_supply(session), await make_supply(session, region_code="640502")
+    listings = [await make_listing(session, s) for s in (first, second)]
+    organisation, token = await buyer(session)
+    order = (
+        await place(
+            client,
+            organisation,
+            token,
+            [{"listing_id": str(listing.id), "quantity": 10} for listing in listings],
+        )
+    ).json()
+    await orders_service.mark_paid(session, order_id=uuid.UUID(order["id"]), reference="BANK-7")
+    part = {f["cooperative_id"]: f["id"] for f in order["fulfilments"]}
+    disputed, going_on = part[str(first.cooperative.id)], part[str(second.cooperative.id)]
+    opened = await client.post(
+        orders_url(organisation, order["id"], "disputes"),
+        headers=bearer(token),
+        json={"fulfilment_id": disputed, "reason": "not_delivered", "description": "一周未发货"},
+    )
+    assert opened.status_code == 201, opened.text
+
+    held = bearer(first.token)
+    for action, extra in (("pack", {}), ("decline", {"json": {"reason": "缺货"}})):
+        refused = await client.post(
+            fulfilments_url(first, disputed, action), headers=held | key(), **extra
+        )
+        assert problem(refused, 409, "dispute_open")["current_status"] == "disputed", action
+    coop = bearer(second.token)
+    packed = await client.post(fulfilments_url(second, going_on, "pack"), headers=coop)
+    assert packed.status_code == 200, packed.text
+    shipped = await client.post(
+        fulfilments_url(second, going_on, "shipments"),
+        headers=coop | key(),
+        json={"carrier": "顺丰", "tracking_number": "SF7", "cold_chain": False},
+    )
+    assert shipped.status_code == 201, shipped.text
+    delivered = await client.post(
+        orders_url(organisation, order["id"], "fulfilments", going_on, "confirm-delivery"),
+        headers=bearer(token),
+    )
+    assert delivered.status_code == 200, delivered.text
+
+    _, operator_token = await platform_operator(session)
+    decided = await client.post(
+        f"/platform/disputes/{opened.json()['id']}/decide",
+        headers=bearer(operator_token),
+        json={"decision": "reject", "note": "已联系合作社"},
+    )
+    assert decided.status_code == 200, decided.text
+    assert (await client.get(orders_url(organisation, order["id"]), headers=bearer(token))).json()[
+        "status"
+    ] == "paid"
+    # the decided part can go on now
+    packed = await client.post(fulfilments_url(first, disputed, "pack"), headers=held)
+    assert packed.status_code == 200, packed.text
+
+
 async def test_a_decided_dispute_before_shipment_lets_the_order_go_on_and_caps_refunds(
     client, session
 ):

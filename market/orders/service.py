@@ -796,7 +796,7 @@ async def decline(
         session, fulfilment_id=fulfilment_id, cooperative_id=cooperative_id
     )
     order = await get_order(session, order_id=found.order_id, lock=True)
-    if order.status not in ("pending_payment", "paid"):
+    if order.status not in ("pending_payment", "paid", "disputed"):
         raise Conflict(
             f"The order is {order.status.replace('_', ' ')}; only unpaid or paid orders can be "
             "declined.",
@@ -805,6 +805,7 @@ async def decline(
         )
     fulfilment = await get_fulfilment(session, fulfilment_id=found.id, lock=True)
     await session.refresh(fulfilment)
+    await _not_in_dispute(session, order, fulfilment)
     fulfilment.status = states.fulfilment_transition(fulfilment.status, "cancel")
     fulfilment.cancelled_at = utcnow()
     fulfilment.decline_reason = reason
@@ -888,13 +889,32 @@ async def _locked_for_fulfilment(
     order = await get_order(session, order_id=found.order_id, lock=True)
     fulfilment = await get_fulfilment(session, fulfilment_id=found.id, lock=True)
     await session.refresh(fulfilment)
-    if order.status != "paid":
+    if order.status not in ("paid", "disputed"):
         raise Conflict(
             f"The order is {order.status.replace('_', ' ')}; only paid orders are fulfilled.",
             code="order_not_paid",
             current_status=order.status,
         )
+    await _not_in_dispute(session, order, fulfilment)
     return order, fulfilment
+
+
+async def _not_in_dispute(session: AsyncSession, order: Order, fulfilment: Fulfilment) -> None:
+    """409 dispute_open when this part waits for the platform's decision on a dispute. A
+    dispute is about one cooperative's part: the other parts of a disputed order go on."""
+    if order.status != "disputed":
+        return
+    undecided = await session.scalar(
+        select(Dispute.id).where(
+            Dispute.fulfilment_id == fulfilment.id, Dispute.status != "decided"
+        )
+    )
+    if undecided is not None:
+        raise Conflict(
+            "This part of the order is under dispute: it waits for the platform's decision.",
+            code="dispute_open",
+            current_status=order.status,
+        )
 
 
 async def pack(
