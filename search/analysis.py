@@ -29,6 +29,9 @@ ANALYSIS_VERSION = "1"
 ONE_TYPO_LENGTH = 4
 TWO_TYPOS_LENGTH = 8
 ES_FUZZINESS = f"AUTO:{ONE_TYPO_LENGTH},{TWO_TYPOS_LENGTH}"
+# Typed words of one query looked up for typos: a buyer types two or three; a query of a dozen
+# made-up 8-letter words would otherwise cost a vocabulary scan each (the rest match as typed)
+MAX_FUZZY_WORDS = 4
 
 # Latin words too common to be required by a query (and too common to be worth indexing).
 LATIN_STOPWORDS = frozenset({"a", "an", "and", "the", "of", "for", "with", "in", "or", "to"})
@@ -552,7 +555,15 @@ def analyse_query(text: str) -> AnalysedQuery:
     flush_latin()
     if not all(stop for _, stop in groups):
         groups = [(g, stop) for g, stop in groups if not stop]
-    return AnalysedQuery(tuple(_dedupe_groups(g for g, _ in groups)))
+    kept: list[TermGroup] = []
+    fuzzy = 0
+    for group in _dedupe_groups(g for g, _ in groups):
+        if group.fuzzy:
+            fuzzy += 1
+            if fuzzy > MAX_FUZZY_WORDS:
+                group = TermGroup(group.terms, (), group.region)
+        kept.append(group)
+    return AnalysedQuery(tuple(kept))
 
 
 def _latin_group(word: str, table: SynonymTable) -> TermGroup:

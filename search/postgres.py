@@ -52,6 +52,7 @@ from search.analysis import (
     AnalysedQuery,
     analyse_query,
     index_terms,
+    max_edits,
     region_short_name,
     trigram_threshold,
     typo_candidates,
@@ -623,7 +624,15 @@ class PostgresSearch:
                 "SELECT set_config('pg_trgm.similarity_threshold', $1, true)",
                 str(trigram_threshold(word)),
             )
-            found = await _rows(conn, "SELECT term FROM search_vocabulary WHERE term % $1", word)
+            k = max_edits(word)  # a term of another length by more than k is never a typo
+            found = await _rows(
+                conn,
+                "SELECT term FROM search_vocabulary WHERE term % $1 "
+                "AND length(term) BETWEEN $2 AND $3",
+                word,
+                len(word) - k,
+                len(word) + k,
+            )
             vocabulary.update(typo_candidates(word, [row[0] for row in found]))
         return analysed.with_typos(vocabulary)
 

@@ -380,6 +380,16 @@ def test_exact_synonyms_are_not_fuzzy() -> None:
     assert analyse_query("gq 500g").fuzzy_words() == []
 
 
+def test_at_most_four_words_of_a_query_are_looked_up_for_typos() -> None:
+    """A dozen made-up words would each cost a scan of the vocabulary; the fifth and later
+    match as typed, on both backends (the analysis decides)."""
+    words = ["zhongguaa", "zhongguab", "zhongguac", "zhongguad", "zhongguae", "wolfbery"]
+    analysed = analyse_query(" ".join(words))
+    assert analysed.fuzzy_words() == words[:4]
+    corrected = analysed.with_typos(["wolfberry"])
+    assert ["wolfbery"] in corrected.as_lists()  # sixth: as typed, not corrected
+
+
 def _pg_trgm_similarity(a: str, b: str) -> float:
     ta, tb = trigrams(a), trigrams(b)
     return len(ta & tb) / len(ta | tb)
