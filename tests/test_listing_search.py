@@ -255,9 +255,42 @@ async def test_listings_whose_window_closes_are_swept_out(connection, session, e
     )
     await conn.execute(text("SET LOCAL session_replication_role = origin"))
     assert await outbox(session) == []
+    version = await session.scalar(
+        text("SELECT version FROM listing WHERE id = :id"), {"id": listing.id}
+    )
     assert await sync.sweep(conn) == 1
+    # touched: a new version, so that nothing read before the window closed can win over it
+    assert (
+        await session.scalar(text("SELECT version FROM listing WHERE id = :id"), {"id": listing.id})
+        == version + 1
+    )
+    assert await outbox(session) == [listing.id]
     await sync.drain(maker, backend)
     assert (await backend.search(query("枸杞"))).total == 0
+
+
+async def test_a_new_day_touches_the_certified_listings(connection, session):
+    """Certificates expire by the day: on a new day in China the certified listings get a new
+    version and are queued; the others are left alone."""
+    supply = await make_supply(session)
+    certified, plain = await make_listing(session, supply), await make_listing(session, supply)
+    await session.flush()
+    conn = await session.connection()
+    await sync.sweep(conn)
+    await conn.execute(text("SET LOCAL session_replication_role = replica"))
+    await conn.execute(
+        text("UPDATE listing SET certification_ids = ARRAY[gen_random_uuid()] WHERE id = :id"),
+        {"id": certified.id},
+    )
+    await conn.execute(text("SET LOCAL session_replication_role = origin"))
+    await conn.execute(text("DELETE FROM search_outbox"))
+    await conn.execute(text("UPDATE search_state SET value = '2000-01-01' WHERE key = 'day'"))
+    versions = dict(list(await conn.execute(text("SELECT id, version FROM listing"))))
+    assert await sync.sweep(conn) == 1
+    assert await outbox(session) == [certified.id]
+    after = dict(list(await conn.execute(text("SELECT id, version FROM listing"))))
+    assert after == {**versions, certified.id: versions[certified.id] + 1}
+    assert plain.id in after
 
 
 async def test_a_re_imported_registry_queues_every_active_listing(connection, session):

@@ -370,8 +370,9 @@ async def enqueue_all(conn: AsyncConnection) -> int:
 
 async def sweep(conn: AsyncConnection) -> int:
     """Queue the listings whose visibility or document changed with time since the last
-    sweep: a validity window that opened or closed, the registry re-imported (poor shares),
-    a new day in China (certificates expire). One sweeper at a time (advisory lock)."""
+    sweep: a validity window that opened or closed, or a new day in China (certificates
+    expire), touching them (see `_touch`); the registry re-imported (poor shares), queueing
+    every active listing. One sweeper at a time (advisory lock)."""
     locked = await conn.scalar(text("SELECT pg_try_advisory_xact_lock(hashtext('search sweep'))"))
     if not locked:
         return 0
@@ -386,29 +387,36 @@ async def sweep(conn: AsyncConnection) -> int:
         await _set_state(conn, "day", today)
         return 0
     since = dt.datetime.fromisoformat(last)
-    result = await conn.execute(
-        text(
-            "INSERT INTO search_outbox (listing_id) SELECT id FROM listing "
-            "WHERE status = 'active' AND ((valid_from > :since AND valid_from <= :now) "
-            "OR (valid_until > :since AND valid_until <= :now)) ORDER BY id"
-        ),
+    queued += await _touch(
+        conn,
+        "(valid_from > :since AND valid_from <= :now) OR (valid_until > :since AND valid_until "
+        "<= :now)",
         {"since": since, "now": now},
     )
-    queued += int(getattr(result, "rowcount", 0) or 0)
     if await _state(conn, "registry_version") != registry:
         queued += await enqueue_all(conn)
         await _set_state(conn, "registry_version", registry)
     elif await _state(conn, "day") != today:
-        result = await conn.execute(
-            text(
-                "INSERT INTO search_outbox (listing_id) SELECT id FROM listing "
-                "WHERE status = 'active' AND cardinality(certification_ids) > 0 ORDER BY id"
-            )
-        )
-        queued += int(getattr(result, "rowcount", 0) or 0)
+        queued += await _touch(conn, "cardinality(certification_ids) > 0", {})
     await _set_state(conn, "day", today)
     await _set_state(conn, "swept_at", now.isoformat())
     return queued
+
+
+async def _touch(conn: AsyncConnection, condition: str, params: dict[str, Any]) -> int:
+    """Touch the active listings matching `condition` (locked in id order, as every writer
+    locks listings), so that their version grows and their triggers queue them: what a
+    listing shows changed with time, and a document or deletion read before must not win
+    over the one read now (the backends keep the higher version; with the same version a
+    late, older one could replace it). Returns how many were touched."""
+    result = await conn.execute(
+        text(
+            "UPDATE listing SET version = version WHERE id IN (SELECT id FROM listing "  # noqa: S608
+            f"WHERE status = 'active' AND ({condition}) ORDER BY id FOR UPDATE)"
+        ),
+        params,
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def ensure_index(
