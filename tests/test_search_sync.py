@@ -35,6 +35,9 @@ from tests.test_listings import key, listings_url
 @pytest.fixture(scope="module")
 def osmem() -> Iterator[Any]:
     with search_server() as server:
+        # its first answers are slow: warmed here, not in a test with one-second timeouts
+        httpx.put(f"{server.url}/warm-up", timeout=30)
+        httpx.delete(f"{server.url}/warm-up", timeout=30)
         yield server
 
 
@@ -222,6 +225,33 @@ async def test_a_lost_or_emptied_index_is_rebuilt_not_left_half_full(
     assert await sync.ensure_index(maker, es) is True
     assert await sync.ensure_index(maker, es) is False
     await sync.drain(maker, es)
+    await in_step(maker, es)
+
+
+class _NoTemplateRights:
+    """The cluster as an API key without the right to put index templates sees it: the
+    index check fails, every document write works."""
+
+    def __init__(self, inner: ElasticsearchSearch) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def ensure_index(self) -> bool:
+        raise PermissionError("403 security_exception: no indices:admin/index_template/put")
+
+
+async def test_the_outbox_drains_while_the_index_check_fails(
+    maker: async_sessionmaker[AsyncSession], es: Any
+):
+    await es.ensure_index()
+    await listings_of(maker, 5)
+    worker = Worker(maker, _NoTemplateRights(es))
+    try:
+        await worker.settled(maker)
+    finally:
+        await worker.close()
     await in_step(maker, es)
 
 
