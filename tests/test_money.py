@@ -672,6 +672,37 @@ async def test_cancelling_a_paid_order_refunds_it_in_full(client, session):
     assert totals["refunds_payable"] == 0
 
 
+async def test_a_cooperative_that_declined_hears_nothing_more_of_the_order(client, session):
+    """Declined before payment: the buyer pays the rest, and only the cooperative still in
+    the order is told to pack and ship."""
+    shop_ = await shop(session)
+    other, placed = await two_part_order(client, session, shop_)
+    declined_part = next(
+        f for f in placed["fulfilments"] if f["cooperative_id"] == str(other.cooperative.id)
+    )
+    declined = await client.post(
+        f"/organisations/{other.cooperative.id}/fulfilments/{declined_part['id']}/decline",
+        headers=bearer(other.token) | key(),
+        json={"reason": "缺货"},
+    )
+    assert declined.status_code == 200, declined.text
+    payment = await pay_by_transfer(client, shop_, placed)
+    code = payment["transfer_instructions"]["reference_code"]
+    await import_csv(client, shop_, statement((payment["amount_fen"], code, "D9")))
+    await work(session)
+    told = dict(
+        list(
+            await session.execute(
+                text(
+                    "SELECT organisation_id, count(*) FROM notification "
+                    "WHERE kind = 'order_paid' GROUP BY organisation_id"
+                )
+            )
+        )
+    )
+    assert told == {shop_.supply.cooperative.id: 1}
+
+
 async def test_a_declined_part_and_a_decided_dispute_are_refunded_from_escrow(client, session):
     shop_ = await shop(session)
     other, placed = await two_part_order(client, session, shop_)
@@ -693,10 +724,13 @@ async def test_a_declined_part_and_a_decided_dispute_are_refunded_from_escrow(cl
     fulfilments = list(await session.scalars(select(Fulfilment).order_by(Fulfilment.id)))
     order_row = await session.get(Order, uuid.UUID(placed["id"]))
     assert order_row is not None and order_row.status == "paid"
-    from market.money.service import part_amounts
+    from market.orders.service import part_amounts
 
     gross, _ = part_amounts(order_row, fulfilments)[uuid.UUID(declined_part["id"])]
     assert refund is not None and refund.amount_fen == gross and refund.status == "succeeded"
+    # the buyer is told the amount it is refunded: goods, freight and the part's fee share
+    told = await session.scalar(text("SELECT body FROM notification WHERE kind = 'part_declined'"))
+    assert told is not None and yuan(gross) in told, (told, yuan(gross))
 
     # the other part is delivered, disputed and partly refunded by decision
     kept = parts[str(shop_.supply.cooperative.id)]
@@ -735,7 +769,7 @@ async def test_a_part_refunded_by_a_dispute_and_then_declined_is_refunded_once(c
     """A dispute decided (full refund: goods and freight) before shipment, then the cooperative
     declines that part: the declined part's refund is only what the dispute did not already
     give back (its share of the fee), not the whole part again."""
-    from market.money.service import part_amounts
+    from market.orders.service import part_amounts
 
     shop_ = await shop(session)
     other, placed = await two_part_order(client, session, shop_)

@@ -220,7 +220,9 @@ async def test_card_authorised_captured_on_shipment_partly_and_refunded(
     assert (
         due
         == placed["total_fen"]
-        - money_service.part_amounts(order_row, parts_rows)[uuid.UUID(declined["id"])][0]
+        - money_service.orders_service.part_amounts(order_row, parts_rows)[
+            uuid.UUID(declined["id"])
+        ][0]
     )
     remote = await providers["stripe"].retrieve_payment(intent)
     assert remote.amount_captured == due

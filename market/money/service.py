@@ -89,29 +89,9 @@ def _provider(providers: Providers, name: str) -> PaymentProvider:
 # ---------------------------------------------------------------- amounts per part
 
 
-def fee_shares(fee_fen: int, goods: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, int]:
-    """Split an order's platform fee over its parts in proportion to their goods, by largest
-    remainder, so that the shares add up to the fee exactly."""
-    total = sum(goods.values())
-    if total <= 0:
-        return dict.fromkeys(goods, 0)
-    floors = {key: fee_fen * value // total for key, value in goods.items()}
-    left = fee_fen - sum(floors.values())
-    by_remainder = sorted(goods, key=lambda key: (-(fee_fen * goods[key] % total), str(key)))
-    for key in by_remainder[:left]:
-        floors[key] += 1
-    return floors
-
-
-def part_amounts(order: Order, fulfilments: list[Fulfilment]) -> dict[uuid.UUID, tuple[int, int]]:
-    """Per fulfilment: (gross = goods + freight + fee share, fee share)."""
-    shares = fee_shares(order.fee_fen, {f.id: f.goods_fen for f in fulfilments})
-    return {f.id: (f.goods_fen + f.logistics_fen + shares[f.id], shares[f.id]) for f in fulfilments}
-
-
 def collectable_fen(order: Order, fulfilments: list[Fulfilment]) -> int:
     """What the buyer owes now: the order total less the parts cooperatives declined."""
-    amounts = part_amounts(order, fulfilments)
+    amounts = orders_service.part_amounts(order, fulfilments)
     declined = sum(amounts[f.id][0] for f in fulfilments if f.decline_reason is not None)
     return order.total_fen - declined
 
@@ -860,7 +840,7 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
             continue
         order = await orders_service.get_order(session, order_id=order_id)
         parts = await orders_service.fulfilments_of(session, [order_id])
-        gross, _ = part_amounts(order, parts)[fulfilment_id]
+        gross, _ = orders_service.part_amounts(order, parts)[fulfilment_id]
         # what the part already got back (a dispute decided before it was declined) is not
         # refunded twice
         already = await session.scalar(
@@ -1099,7 +1079,7 @@ async def settle_due(session: AsyncSession, *, hold: dt.timedelta, limit: int = 
 async def _settle(session: AsyncSession, fulfilment: Fulfilment) -> None:
     order = await orders_service.get_order(session, order_id=fulfilment.order_id)
     parts = await orders_service.fulfilments_of(session, [order.id])
-    gross, fee = part_amounts(order, parts)[fulfilment.id]
+    gross, fee = orders_service.part_amounts(order, parts)[fulfilment.id]
     refunded_before = int(
         await session.scalar(
             select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, NoReturn
 
@@ -66,6 +66,26 @@ def fee_fen(goods_fen: int, fee_bps: int) -> int:
     if rest * 2 > 10_000 or (rest * 2 == 10_000 and fen % 2):
         fen += 1
     return fen
+
+
+def fee_shares(fee_fen: int, goods: Mapping[uuid.UUID, int]) -> dict[uuid.UUID, int]:
+    """Split an order's platform fee over its parts in proportion to their goods, by largest
+    remainder, so that the shares add up to the fee exactly."""
+    total = sum(goods.values())
+    if total <= 0:
+        return dict.fromkeys(goods, 0)
+    floors = {key: fee_fen * value // total for key, value in goods.items()}
+    left = fee_fen - sum(floors.values())
+    by_remainder = sorted(goods, key=lambda key: (-(fee_fen * goods[key] % total), str(key)))
+    for key in by_remainder[:left]:
+        floors[key] += 1
+    return floors
+
+
+def part_amounts(order: Order, fulfilments: list[Fulfilment]) -> dict[uuid.UUID, tuple[int, int]]:
+    """Per fulfilment: (gross = goods + freight + fee share, fee share)."""
+    shares = fee_shares(order.fee_fen, {f.id: f.goods_fen for f in fulfilments})
+    return {f.id: (f.goods_fen + f.logistics_fen + shares[f.id], shares[f.id]) for f in fulfilments}
 
 
 def tier_price(base_fen: int, tiers: list[tuple[int, int]], quantity: int) -> int:
@@ -164,6 +184,8 @@ async def _summary(session: AsyncSession, order: Order, cooperative_id: uuid.UUI
 async def _tell_cooperatives(session: AsyncSession, order: Order, kind: str, **extra: Any) -> None:
     buyer = await organisations_service.get_organisation(session, organisation_id=order.buyer_id)
     for fulfilment in await fulfilments_of(session, [order.id]):
+        if fulfilment.decline_reason is not None:
+            continue  # a cooperative that declined its part has nothing more to do with it
         await notifications_service.notify(
             session,
             organisation_id=fulfilment.cooperative_id,
@@ -835,7 +857,8 @@ async def decline(
             "cooperative": cooperative.name_zh,
             "order_ref": str(order.id)[:8],
             "reason": reason,
-            "amount": notifications_service.yuan(fulfilment.goods_fen + fulfilment.logistics_fen),
+            # what the buyer is not charged: goods, freight and the part's share of the fee
+            "amount": notifications_service.yuan(part_amounts(order, others)[fulfilment.id][0]),
         },
     )
     return fulfilment
