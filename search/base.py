@@ -22,6 +22,12 @@ PRICE_BUCKETS: tuple[tuple[int, int | None], ...] = (
     (10_000, None),
 )
 MAX_LIMIT = 100
+# Relevance, the same on both backends: for each group of the query (a word and its
+# alternatives), the boosts of the document's fields holding one of its terms, added up. The
+# fields are the weights of the analysed terms: A title, B product and brand, C cooperative,
+# D places. Neither term frequency nor length counts: a listing's score is a small integer,
+# exact in any float, and equal scores are ordered by id on both backends.
+WEIGHT_BOOSTS: dict[str, int] = {"A": 10, "B": 4, "C": 2, "D": 1}
 
 
 @dataclass(frozen=True)

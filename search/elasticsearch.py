@@ -34,6 +34,7 @@ from search.analysis import ES_FUZZINESS, AnalysedQuery, analyse_query, typo_can
 from search.base import (
     MAX_LIMIT,
     PRICE_BUCKETS,
+    WEIGHT_BOOSTS,
     Deletion,
     FacetCount,
     GeoPoint,
@@ -100,15 +101,14 @@ def make_client(
 
 # --- the index layout ------------------------------------------------------------------------
 
-# one text field per weight of `document_terms`; relevance boosts them as PostgreSQL's
-# ts_rank_cd weighs A, B, C and D by default (1.0, 0.4, 0.2, 0.1)
+# one text field per weight of `document_terms`; relevance boosts them by WEIGHT_BOOSTS
 _TERM_FIELDS = {
     "A": "terms_title",
     "B": "terms_product",
     "C": "terms_cooperative",
     "D": "terms_place",
 }
-_BOOSTS = {"terms_title": 10, "terms_product": 4, "terms_cooperative": 2, "terms_place": 1}
+_BOOSTS = {_TERM_FIELDS[weight]: boost for weight, boost in WEIGHT_BOOSTS.items()}
 _MATCH_FIELD = "terms_all"
 
 # terms only match (relevance adds field weights, see `_scoring`): no frequencies, no norms
@@ -613,12 +613,12 @@ class ElasticsearchSearch:
 
     @staticmethod
     def _scoring(analysed: AnalysedQuery) -> list[dict[str, Any]]:
-        """Scores only (the filters decide what matches): for each group, the weights of the
-        fields holding one of its terms, added up. As in PostgreSQL's rank (no length
-        normalisation, and terms are indexed once per field) neither term frequency nor
-        document length counts; BM25's IDF would only shift whole groups. The scores are
-        small integers, exact in the float32 scores that `search_after` compares, and the
-        same on every shard and replica, so that relevance cursors never skip or repeat."""
+        """Scores only (the filters decide what matches): for each group, the boosts of the
+        fields holding one of its terms, added up (WEIGHT_BOOSTS, as PostgreSQL computes it).
+        Term fields index no frequencies or norms, and a `terms` query scores a constant
+        boost; BM25's IDF would only shift whole groups. The scores are small integers, exact
+        in the float32 scores that `search_after` compares, and the same on every shard and
+        replica, so that relevance cursors never skip or repeat."""
         return [
             {"terms": {field: list(group.terms), "boost": boost}}
             for group in analysed.groups

@@ -60,6 +60,7 @@ from search.analysis import (
 from search.base import (
     MAX_LIMIT,
     PRICE_BUCKETS,
+    WEIGHT_BOOSTS,
     Deletion,
     FacetCount,
     GeoPoint,
@@ -137,8 +138,8 @@ search_vocabulary = Table(
 # Relevance ranks at most this many matches (the newest) of the filtered set. What a common
 # word costs grows with it, not with the listings: the newest rows are read until this many
 # match (for a word in a fifth of the listings, five rows per match, each tested with `@@`),
-# and ts_rank_cd of a synonym group of ten terms takes some 20 µs per match (bench/README.md,
-# search). At 500, a page of 20 can be followed for 25 pages.
+# and each is scored (`_score`: a `@@` per query word and weight). At 500, a page of 20 can be
+# followed for 25 pages.
 RANK_WINDOW = 500
 # Beyond this many matches the total says "at least" and facets count this many of them (as
 # Elasticsearch's track_total_hits does for the total): an exact count of a common word visits
@@ -229,6 +230,22 @@ def _tsquery(analysed: AnalysedQuery) -> str:
     match, sorts them all with their tsvectors (on disk) and ranks the newest: several times
     slower than the plan for the actual query (the newest rows first, stopping at the window)."""
     return f"CAST({sql_constant(analysed.tsquery())} AS tsquery)"
+
+
+def _score(analysed: AnalysedQuery, column: str) -> str:
+    """The listing's relevance as both backends compute it (WEIGHT_BOOSTS): per group, the
+    boost of each weight at which the tsvector holds one of the group's terms, added up."""
+    if analysed.empty:
+        return "CAST(0 AS double precision)"
+    parts: list[str] = []
+    for group in analysed.groups:
+        for weight, boost in WEIGHT_BOOSTS.items():
+            alternatives = " | ".join(f"{_quote(term)}:{weight}" for term in group.terms)
+            parts.append(
+                f"CASE WHEN {column} @@ CAST({sql_constant(alternatives)} AS tsquery) "
+                f"THEN {boost} ELSE 0 END"
+            )
+    return f"CAST({' + '.join(parts)} AS double precision)"
 
 
 def _facet_counts(source: str, limit: int) -> str:
@@ -379,7 +396,8 @@ def _quote(term: str) -> str:
 
 
 def tsvector_text(weighted: Sequence[tuple[str, str]]) -> str:
-    """A tsvector literal with a position and a weight per term (ts_rank_cd needs positions)."""
+    """A tsvector literal with a position and a weight per term (a weight rides on a
+    position)."""
     return " ".join(
         f"{_quote(term)}:{min(i + 1, _MAX_POSITION)}{weight}"
         for i, (term, weight) in enumerate(weighted)
@@ -743,8 +761,8 @@ class PostgresSearch:
                     "SELECT * FROM (SELECT *, row_number() OVER (ORDER BY k_at DESC, k_id) AS n "  # noqa: S608
                     "FROM (SELECT k_at, k_id, l.id, title_zh, unit_price_fen, l.published_at, "
                     f"coalesce(poor_share_bp, -1) AS poor_share, {distance} AS distance_km"
-                    f"{extra}, CAST(ts_rank_cd(terms, {_tsquery(analysed)}) AS double precision) "
-                    "AS rank FROM (SELECT ctid AS k_tid, published_at AS k_at, id AS k_id "
+                    f"{extra}, {_score(analysed, 'terms')} AS rank "
+                    "FROM (SELECT ctid AS k_tid, published_at AS k_at, id AS k_id "
                     f"FROM search_listing WHERE {condition} ORDER BY published_at DESC, id "
                     f"LIMIT {max(int(scan), PLAN_WINDOW)}) AS k CROSS JOIN LATERAL (SELECT * "
                     "FROM search_listing AS l WHERE l.ctid = k.k_tid OFFSET 0) AS l) AS r) AS x "
@@ -769,11 +787,7 @@ class PostgresSearch:
                 facets = _facets(orjson.loads(groups) if groups else None) if query.facets else {}
                 rows = [row[2:] for row in found if row[2] is not None]
             else:
-                score = (
-                    f"CAST(ts_rank_cd(p.terms, {_tsquery(analysed)}) AS double precision)"
-                    if not analysed.empty
-                    else "0.0"
-                )
+                score = _score(analysed, "p.terms")
                 page_sql = (
                     f"SELECT p.id, p.title_zh, p.distance_km, {score} AS score, {key_columns}, "  # noqa: S608
                     f"{document} "

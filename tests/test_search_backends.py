@@ -2,9 +2,10 @@
 
 Every test taking `backend` runs on PostgreSQL and on Elasticsearch, which must give the same
 answers. Elasticsearch is osmem-server here, an in-memory OpenSearch-compatible server standing
-in for a real cluster (tests/peers.py). Relevance order is backend-specific (ts_rank_cd against
-added field weights), so relevance cases compare sets; every explicit sort compares the exact
-order."""
+in for a real cluster (tests/peers.py). The golden table lists relevance cases as sets, and
+`test_relevance_is_the_same_on_every_backend` checks their order and scores against a
+reference computed here from the analysis (search.base.WEIGHT_BOOSTS); every explicit sort
+compares the exact order."""
 
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from market.listings.router import create_read_pool
+from search.analysis import analyse_query
 from search.base import (
     MAX_LIMIT,
+    WEIGHT_BOOSTS,
     Deletion,
     FacetCount,
     GeoPoint,
@@ -36,6 +39,7 @@ from search.postgres import (
     PostgresSearch,
     decode_cursor,
     document_from_json,
+    document_terms,
     document_to_json,
     encode_cursor,
     sql_constant,
@@ -186,7 +190,7 @@ class Golden:
     name: str
     query: dict[str, Any]
     expected: list[str]
-    ordered: bool = False  # relevance order is backend-specific: compare sets unless sorted
+    ordered: bool = False  # relevance order is checked by test_relevance_is_the_same_…
 
 
 GOLDEN: list[Golden] = [
@@ -389,6 +393,41 @@ async def test_golden(backend, case: Golden):
     else:
         assert sorted(ids(result)) == sorted(case.expected)
     assert result.total == len(case.expected)
+
+
+def reference_scores(text: str) -> dict[str, float]:
+    """Each golden document's relevance for `text` as the backends must compute it: the
+    query's typos corrected against every ASCII term indexed (what both vocabularies hold),
+    then per group the boosts of the weights holding one of its terms, added up."""
+    vocabulary = sorted(
+        {t for d in DOCUMENTS for t, _ in document_terms(d) if t.isascii() and t.isalpha()}
+    )
+    analysed = analyse_query(text)
+    analysed = analysed.with_typos(vocabulary) if analysed.fuzzy_words() else analysed
+    scores: dict[str, float] = {}
+    for doc in DOCUMENTS:
+        weighted = set(document_terms(doc))
+        scores[doc.id] = float(
+            sum(
+                boost
+                for group in analysed.groups
+                for weight, boost in WEIGHT_BOOSTS.items()
+                if any((term, weight) in weighted for term in group.terms)
+            )
+        )
+    return scores
+
+
+RELEVANCE = [g for g in GOLDEN if g.query.get("text") and "sort" not in g.query and g.expected]
+
+
+@pytest.mark.parametrize("case", RELEVANCE, ids=[g.name for g in RELEVANCE])
+async def test_relevance_is_the_same_on_every_backend(backend, case: Golden):
+    """Page one is the same on both backends: ordered by the shared score, then id."""
+    scores = reference_scores(case.query["text"])
+    result = await backend.search(Query(**case.query, limit=MAX_LIMIT))
+    expected = sorted(case.expected, key=lambda i: (-scores[i], i))
+    assert [(h.id, h.score) for h in result.hits] == [(i, scores[i]) for i in expected]
 
 
 @pytest.mark.parametrize(
