@@ -426,7 +426,11 @@ def _row(doc: ListingDocument, weighted: Sequence[tuple[str, str]]) -> dict[str,
         "poor_share_bp": doc.poor_share_bp,
         "latitude": doc.location.latitude,
         "longitude": doc.location.longitude,
-        "published_at": doc.published_at,
+        # to the millisecond, as Elasticsearch's `date` keeps it: listings published in the
+        # same millisecond then sort by id on both backends
+        "published_at": doc.published_at.replace(
+            microsecond=doc.published_at.microsecond // 1000 * 1000
+        ),
     }
 
 

@@ -582,6 +582,25 @@ async def test_a_word_too_long_to_be_a_word_is_left_out(backend):
     )
 
 
+async def test_listings_published_in_the_same_millisecond_sort_by_id(backend):
+    goji = _by_id("goji_jingyuan")
+    at = dt.datetime(2026, 12, 1, 10, 0, 0, 100, tzinfo=dt.UTC)
+    await write(
+        backend,
+        [
+            replace(
+                goji,
+                id="zz_later",
+                title_zh="同毫秒 枸杞",
+                published_at=at.replace(microsecond=900),
+            ),
+            replace(goji, id="aa_earlier", title_zh="同毫秒 枸杞", published_at=at),
+        ],
+    )
+    found = await backend.search(Query(text="同毫秒", sort="newest"))
+    assert ids(found) == ["aa_earlier", "zz_later"]
+
+
 async def test_an_older_version_never_overwrites(backend):
     goji = _by_id("goji_jingyuan")
     await write(backend, [replace(goji, version=3, title_zh="靖远枸杞 新货")])
