@@ -558,10 +558,20 @@ class ElasticsearchSearch:
             },
         )
         found = [hit["_id"] for hit in response["hits"]["hits"]]
+        for word in words:
+            if word in found and not await self._indexed(word):
+                # the vocabulary only grows: a word no listing holds any more (a misspelt
+                # title since closed) is not known, or it would never be corrected again
+                found.remove(word)
         vocabulary: set[str] = set()
         for word in words:
             vocabulary.update(typo_candidates(word, found))
         return analysed.with_typos(vocabulary)
+
+    async def _indexed(self, term: str) -> bool:
+        """Whether a listing in the index holds `term`."""
+        response = await self.client.count(index=self.alias, query={"term": {_MATCH_FIELD: term}})
+        return int(response["count"]) > 0
 
     @staticmethod
     def _filters(query: Query, analysed: AnalysedQuery) -> list[dict[str, Any]]:

@@ -655,8 +655,23 @@ class PostgresSearch:
                 len(word) - k,
                 len(word) + k,
             )
-            vocabulary.update(typo_candidates(word, [row[0] for row in found]))
+            terms = [row[0] for row in found]
+            if word in terms and not await self._indexed(conn, word):
+                # the vocabulary only grows: a word no listing holds any more (a misspelt
+                # title since closed) is not known, or it would never be corrected again
+                terms.remove(word)
+            vocabulary.update(typo_candidates(word, terms))
         return analysed.with_typos(vocabulary)
+
+    @staticmethod
+    async def _indexed(conn: Any, term: str) -> bool:
+        """Whether a listing in the index holds `term` (one probe of the GIN index)."""
+        found = await _rows(
+            conn,
+            "SELECT EXISTS (SELECT 1 FROM search_listing WHERE terms @@ "  # noqa: S608
+            f"CAST({sql_constant(_quote(term))} AS tsquery))",
+        )
+        return bool(found[0][0])
 
     @staticmethod
     def _filters(query: Query, analysed: AnalysedQuery) -> list[str]:

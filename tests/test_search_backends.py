@@ -601,6 +601,18 @@ async def test_listings_published_in_the_same_millisecond_sort_by_id(backend):
     assert ids(found) == ["aa_earlier", "zz_later"]
 
 
+async def test_a_misspelt_word_gone_from_every_listing_is_corrected_again(backend):
+    """A listing titled with a misspelling puts it into the vocabulary, which only grows: while
+    the listing is there the word is found as typed; once it is gone, the word is corrected
+    again instead of finding nothing for good."""
+    flour = _by_id("flour")
+    typo = replace(flour, id="typo_title", version=1, title_en="Wolfbery dried")
+    await write(backend, [typo])
+    assert ids(await backend.search(Query(text="wolfbery"))) == ["typo_title"]
+    await write(backend, deletions=[Deletion("typo_title", 1)])
+    assert sorted(ids(await backend.search(Query(text="wolfbery")))) == sorted(GOJI)
+
+
 async def test_an_older_version_never_overwrites(backend):
     goji = _by_id("goji_jingyuan")
     await write(backend, [replace(goji, version=3, title_zh="靖远枸杞 新货")])
