@@ -562,6 +562,52 @@ async def test_order_events_reach_the_feeds_and_the_email_outbox(client, session
     assert await notifications_service.send_pending(session, outbox) == 0
 
 
+async def test_a_refused_email_waits_longer_each_time_then_is_given_up(client, session, caplog):
+    """A mail server greylisting or rate-limiting: the refused e-mail is not tried again at
+    once (it used to come back at the head of every batch and spend its ten attempts within
+    seconds), but after 30 s, then twice as long each time; after the tenth it is given up,
+    and the log says so."""
+    from market.notifications import service as notifications_service
+    from market.notifications.models import EmailOutbox
+
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    organisation, token = await buyer(session)
+    await place(client, organisation, token, [{"listing_id": str(listing.id), "quantity": 5}])
+    assert await notifications_service.write_emails(session) == 1
+
+    class Greylisting:
+        def __init__(self) -> None:
+            self.tries = 0
+
+        async def send(self, *, to: str, subject: str, body: str) -> None:
+            self.tries += 1
+            raise ConnectionError("451 4.7.1 greylisted, try again later")
+
+    server = Greylisting()
+    assert await notifications_service.send_pending(session, server) == 0
+    assert await notifications_service.send_pending(session, server) == 0  # not due yet
+    assert server.tries == 1
+    email = await session.scalar(select(EmailOutbox))
+    assert email is not None and email.attempts == 1 and "greylisted" in (email.last_error or "")
+    waits = []
+    for _ in range(9):  # time passes: each attempt comes when it is due
+        waits.append(round((email.next_attempt_at - dt.datetime.now(dt.UTC)).total_seconds()))
+        await session.execute(
+            text("UPDATE email_outbox SET next_attempt_at = now() - interval '1 second'")
+        )
+        await notifications_service.send_pending(session, server)
+        await session.refresh(email)
+    assert waits == [30, 60, 120, 240, 480, 960, 1920, 3840, 7680]
+    assert (server.tries, email.attempts, email.sent_at) == (10, 10, None)
+    assert "given up after 10 attempts" in caplog.text
+    await session.execute(
+        text("UPDATE email_outbox SET next_attempt_at = now() - interval '1 second'")
+    )
+    assert await notifications_service.send_pending(session, server) == 0
+    assert server.tries == 10  # never again
+
+
 async def test_emails_go_to_the_members_at_rendering_and_two_workers_write_each_once(
     engine, committing_session
 ):

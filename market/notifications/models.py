@@ -79,7 +79,7 @@ class EmailOutbox(IdMixin, CreatedAtMixin, Base):
 
     __tablename__ = "email_outbox"
     __table_args__ = (
-        Index("ix_email_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+        Index("ix_email_outbox_due", "next_attempt_at", postgresql_where=text("sent_at IS NULL")),
     )
 
     notification_id: Mapped[uuid.UUID] = mapped_column(
@@ -91,3 +91,6 @@ class EmailOutbox(IdMixin, CreatedAtMixin, Base):
     sent_at: Mapped[dt.datetime | None]
     attempts: Mapped[int] = mapped_column(server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(
+        server_default=text("now()"), doc="Not tried again before then (after a refusal)."
+    )

@@ -5,6 +5,7 @@ that tells thousands of organisations (an auction's clearing) writes only their 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Sequence
@@ -382,28 +383,50 @@ class LogTransport:
         log.info("e-mail to %s: %s\n%s", to, subject, body)
 
 
+MAX_EMAIL_ATTEMPTS = 10
+EMAIL_RETRY_S = 30  # the first wait after a refusal; it doubles with each attempt
+
+
 async def send_pending(session: AsyncSession, transport: EmailTransport, *, limit: int = 50) -> int:
-    """Send unsent e-mails (claimed with SKIP LOCKED, so workers share the work); a failure
-    is noted and retried on the next run."""
+    """Send the e-mails that are due (claimed with SKIP LOCKED, so workers share the work).
+    One the transport refuses waits before its next attempt, twice as long each time
+    (30 s, 1 min, 2 min … about 8.5 hours over MAX_EMAIL_ATTEMPTS), as a mail server's
+    greylisting or rate limit asks; after the last it is given up, with an error in the log.
+    Returns how many were sent."""
+    now = utcnow()
     emails = list(
         await session.scalars(
             select(EmailOutbox)
-            .where(EmailOutbox.sent_at.is_(None), EmailOutbox.attempts < 10)
-            .order_by(EmailOutbox.created_at)
+            .where(
+                EmailOutbox.sent_at.is_(None),
+                EmailOutbox.attempts < MAX_EMAIL_ATTEMPTS,
+                EmailOutbox.next_attempt_at <= now,
+            )
+            .order_by(EmailOutbox.next_attempt_at)
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
     )
     sent = 0
     for email in emails:
+        email.attempts += 1
         try:
             await transport.send(to=email.to_address, subject=email.subject, body=email.body_text)
         except Exception as exc:  # the transport's failure: keep the e-mail, note why
-            email.attempts += 1
             email.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            email.next_attempt_at = now + dt.timedelta(
+                seconds=EMAIL_RETRY_S * 2 ** (email.attempts - 1)
+            )
+            if email.attempts >= MAX_EMAIL_ATTEMPTS:
+                log.error(
+                    "e-mail %s to %s given up after %d attempts: %s",
+                    email.id,
+                    email.to_address,
+                    email.attempts,
+                    email.last_error,
+                )
             continue
         email.sent_at = utcnow()
-        email.attempts += 1
         sent += 1
     await session.flush()
     return sent
