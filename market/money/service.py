@@ -152,6 +152,9 @@ async def get_refund(session: AsyncSession, *, refund_id: uuid.UUID) -> Refund:
 # ---------------------------------------------------------------- paying
 
 
+_OPENING_PAYMENT = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
+
 async def start_payment(
     session: AsyncSession,
     *,
@@ -164,20 +167,22 @@ async def start_payment(
     transfer instructions (bank transfer) or a client secret for the front end (Stripe). A
     pending payment by another method is cancelled first: one live payment per order."""
     await orders_service.get_order(session, order_id=order_id, buyer_id=buyer_id)  # 404 first
-    # payments before their order, as every other writer (webhooks, statements) takes them;
-    # read again once the order is held: a payment opened by a concurrent request, which held
-    # the order before us, is then seen (and reused or replaced) instead of a second live one
-    # breaking the one-live-payment rule
-    of_order = (
-        select(Payment)
-        .where(Payment.order_id == order_id)
-        .order_by(Payment.created_at)
-        .with_for_update()
-        .execution_options(populate_existing=True)
+    # One opening of a payment per order at a time, before anything is read: a concurrent
+    # request's new payment is then seen (and reused or replaced) instead of a second live
+    # one breaking the one-live-payment rule. (Reading the payments again once the order is
+    # held locked them after the order, against the order every writer takes: deadlocks.)
+    await session.execute(_OPENING_PAYMENT, {"key": f"opening payment {order_id}"})
+    # payments before their order, as every other writer (webhooks, statements) takes them
+    existing = list(
+        await session.scalars(
+            select(Payment)
+            .where(Payment.order_id == order_id)
+            .order_by(Payment.created_at)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
     )
-    await session.scalars(of_order)
     order = await orders_service.get_order(session, order_id=order_id, buyer_id=buyer_id, lock=True)
-    existing = list(await session.scalars(of_order))
     if order.status != "pending_payment" or order.payment_due_at <= utcnow():
         raise Conflict(
             "This order is not waiting for payment"
@@ -815,6 +820,36 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
         kind = "cancellation" if order_status == "cancelled" else "late_payment"
         if amount > 0 and await _try_refund(
             session, payment=payment, amount=amount, kind=kind, reason=f"order {order_status}"
+        ):
+            created += 1
+
+    # money taken by a payment the buyer had replaced by another: cancelled here while the
+    # provider was still processing it, it went through all the same (once: a refund the
+    # provider refused is left to a platform user)
+    replaced = list(
+        await session.scalars(
+            select(Payment.id)
+            .where(
+                Payment.status == "cancelled",
+                Payment.captured_fen > Payment.refunded_fen,
+                ~exists().where(
+                    Refund.payment_id == Payment.id,
+                    Refund.kind == "replaced_payment",
+                    Refund.status == "failed",
+                ),
+            )
+            .limit(limit)
+        )
+    )
+    for payment_id in replaced:
+        payment = await get_payment(session, payment_id=payment_id, lock=True)
+        amount = payment.captured_fen - payment.refunded_fen  # under the lock: never twice
+        if amount > 0 and await _try_refund(
+            session,
+            payment=payment,
+            amount=amount,
+            kind="replaced_payment",
+            reason="paid through a payment that had been replaced by another",
         ):
             created += 1
 
