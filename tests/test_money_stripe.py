@@ -729,6 +729,52 @@ async def test_switching_method_cancels_the_pending_one_unless_money_has_arrived
     assert code in refused.json()["detail"]
 
 
+async def test_money_through_a_payment_the_buyer_replaced_goes_back(
+    card_client, session, front_end, providers
+):
+    """The buyer started a wallet payment, then chose bank transfer while the provider was
+    still processing the first (it could not be cancelled there; our record is cancelled).
+    The first goes through all the same: the order is paid once, by the transfer, and the
+    worker refunds the first payment whole at the provider."""
+    from tests.test_money import import_csv, pay_by_transfer, statement, work
+
+    client = card_client
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    card = await card_payment(client, shop_, placed)
+    intent = await intent_of(session, card["id"])
+    # as `_cancel_at_provider` leaves it when Stripe refuses to cancel a processing intent
+    await session.execute(
+        text("UPDATE payment SET status = 'cancelled', cancelled_at = now() WHERE id = :id"),
+        {"id": card["id"]},
+    )
+    bank = await pay_by_transfer(client, shop_, placed)
+    await confirm_card(front_end, intent)
+    await front_end.v1.payment_intents.capture_async(intent)
+    assert (
+        await deliver(client, event("payment_intent.succeeded", {"id": intent}))
+    ).status_code == 200
+    await money_service.handle_events(session, providers)
+    code = bank["transfer_instructions"]["reference_code"]
+    await import_csv(client, shop_, statement((placed["total_fen"], code, "B1")))
+    await work(session, providers)
+
+    stored = await session.get(Payment, uuid.UUID(card["id"]), populate_existing=True)
+    assert stored is not None and stored.status == "cancelled"
+    assert stored.captured_fen == stored.refunded_fen == placed["total_fen"]
+    [refund] = [r for r in await session.scalars(select(Refund)) if r.payment_id == stored.id]
+    assert (refund.kind, refund.status, refund.amount_fen) == (
+        "replaced_payment",
+        "succeeded",
+        placed["total_fen"],
+    )
+    at_stripe = await providers["stripe"].list_refunds(intent)
+    assert [r.amount for r in at_stripe] == [placed["total_fen"]]
+    assert await order_status(client, shop_, placed) == "paid"
+    await work(session, providers)  # nothing more: refunded once
+    assert len([r for r in await session.scalars(select(Refund))]) == 1
+
+
 async def test_a_provider_refund_our_rules_refuse_waits_for_an_operator_without_blocking(
     card_client, session, front_end, providers
 ):

@@ -36,6 +36,7 @@ REFUND_KINDS = (
     "late_payment",  # money that arrived after the order expired
     "manual",  # a platform user's refund
     "provider",  # made at the provider outside this system (dashboard), recorded when seen
+    "replaced_payment",  # money taken by a payment the buyer had replaced by another
 )
 REFUND_STATUSES = ("pending", "succeeded", "failed")
 ACCOUNT_KINDS = (
