@@ -703,6 +703,36 @@ async def test_a_cooperative_that_declined_hears_nothing_more_of_the_order(clien
     assert told == {shop_.supply.cooperative.id: 1}
 
 
+async def test_a_part_declined_before_the_transfer_of_the_whole_order_is_refunded(client, session):
+    """The buyer was asked to transfer the whole order; a cooperative declines its part; the
+    transfer of the whole amount arrives all the same: the order is paid and the part's goods,
+    freight and fee share go back (it was kept, matched as exactly what the payment asked)."""
+    from market.orders.service import part_amounts
+
+    shop_ = await shop(session)
+    other, placed = await two_part_order(client, session, shop_)
+    payment = await pay_by_transfer(client, shop_, placed)
+    declined_part = next(
+        f for f in placed["fulfilments"] if f["cooperative_id"] == str(other.cooperative.id)
+    )
+    declined = await client.post(
+        f"/organisations/{other.cooperative.id}/fulfilments/{declined_part['id']}/decline",
+        headers=bearer(other.token) | key(),
+        json={"reason": "缺货"},
+    )
+    assert declined.status_code == 200, declined.text
+    code = payment["transfer_instructions"]["reference_code"]
+    await import_csv(client, shop_, statement((placed["total_fen"], code, "W1")))
+    await work(session)
+    await work(session)  # nothing more the second time
+    order_row = await session.get(Order, uuid.UUID(placed["id"]), populate_existing=True)
+    assert order_row is not None and order_row.status == "paid"
+    fulfilments = list(await session.scalars(select(Fulfilment)))
+    gross, _ = part_amounts(order_row, fulfilments)[uuid.UUID(declined_part["id"])]
+    refunds = [(r.kind, r.amount_fen, r.status) for r in await session.scalars(select(Refund))]
+    assert refunds == [("declined_part", gross, "succeeded")]
+
+
 async def test_a_declined_part_and_a_decided_dispute_are_refunded_from_escrow(client, session):
     shop_ = await shop(session)
     other, placed = await two_part_order(client, session, shop_)

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import and_, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from market.db import utcnow
 from market.errors import Conflict, Invalid, MarketError, NotFound
@@ -853,15 +854,27 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
         ):
             created += 1
 
-    # a part declined after the money for it was taken
+    # a part declined while the money for the whole order was asked for: taken before the
+    # decline, or after it by a transfer of the amount asked before (a card authorisation is
+    # captured without the part, so nothing of it is taken). The prefilter leaves out the
+    # payments that took no more than the order less its declined parts' goods and freight.
+    other = aliased(Fulfilment)
+    declined_charges = (
+        select(func.coalesce(func.sum(other.goods_fen + other.logistics_fen), 0))
+        .where(other.order_id == Fulfilment.order_id, other.decline_reason.is_not(None))
+        .scalar_subquery()
+    )
     declined = list(
         await session.execute(
             select(Fulfilment.id, Fulfilment.order_id)
             .join(Payment, Payment.order_id == Fulfilment.order_id)
+            .join(Order, Order.id == Fulfilment.order_id)
             .where(
                 Fulfilment.decline_reason.is_not(None),
-                Payment.captured_at < Fulfilment.cancelled_at,
+                Payment.status != "cancelled",
+                Payment.created_at < Fulfilment.cancelled_at,
                 Payment.captured_fen > Payment.refunded_fen,
+                Payment.captured_fen > Order.total_fen - declined_charges,
                 ~exists().where(
                     and_(Refund.fulfilment_id == Fulfilment.id, Refund.kind == "declined_part")
                 ),
@@ -883,7 +896,17 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
                 Refund.fulfilment_id == fulfilment_id, Refund.status != "failed"
             )
         )
-        amount = min(gross - int(already or 0), payment.captured_fen - payment.refunded_fen)
+        # and never more than the payment took beyond what the order owes now, less what
+        # went back already for other declined parts and for transfers of too much
+        returned_excess = await session.scalar(
+            select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+                Refund.payment_id == payment.id,
+                Refund.kind.in_(("declined_part", "overpayment")),
+                Refund.status != "failed",
+            )
+        )
+        excess = payment.captured_fen - collectable_fen(order, parts) - int(returned_excess or 0)
+        amount = min(gross - int(already or 0), payment.captured_fen - payment.refunded_fen, excess)
         if amount > 0 and await _try_refund(
             session,
             payment=payment,
