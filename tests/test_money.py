@@ -625,6 +625,45 @@ async def test_two_concurrent_refunds_beyond_what_was_captured_one_wins(
     assert refunded == share and stored is not None and stored.refunded_fen == share
 
 
+async def test_a_refund_and_a_settlement_of_one_part_at_once_keep_escrow_whole(
+    committing_client, committing_session
+):
+    """A platform refund naming a part arrives while a worker settles that part: it waits for
+    the settlement, then takes the money from the cooperative's payable, not from an escrow
+    the settlement has already emptied (both used to go through: escrow below zero)."""
+    from market.money import service as money_service
+
+    session = committing_session
+    shop_ = await shop(session)
+    await session.commit()
+    client = committing_client
+    placed = await paid_order(client, shop_)
+    await ship_and_deliver(client, shop_, placed)
+    payment = await session.scalar(
+        select(Payment).where(Payment.order_id == uuid.UUID(placed["id"]))
+    )
+    assert payment is not None
+    part = placed["fulfilments"][0]["id"]
+    maker = _committing_maker(session)
+    async with maker() as settling, settling.begin():
+        assert await money_service.settle_due(settling, hold=dt.timedelta(0)) == 1
+        refund = asyncio.create_task(
+            client.post(
+                f"/platform/payments/{payment.id}/refunds",
+                headers=bearer(shop_.platform) | key(),
+                json={"amount_fen": 1000, "reason": "运输破损", "fulfilment_id": part},
+            )
+        )
+        await asyncio.sleep(0.5)
+        assert not refund.done()  # it waits for the settlement
+    response = await refund
+    assert response.status_code == 202, response.text
+    async with maker() as check:
+        stored = await check.scalar(select(Refund))
+        assert stored is not None and stored.from_payable
+        assert await ledger.order_escrow(check, uuid.UUID(placed["id"])) == 0
+
+
 async def test_refund_amounts_must_be_whole_positive_fen_within_the_limit(client, session):
     shop_ = await shop(session)
     placed = await paid_order(client, shop_)

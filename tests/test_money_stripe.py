@@ -729,6 +729,69 @@ async def test_switching_method_cancels_the_pending_one_unless_money_has_arrived
     assert code in refused.json()["detail"]
 
 
+async def test_a_refund_the_provider_holds_as_pending_is_not_asked_for_again(
+    card_client, session, front_end, providers
+):
+    """Stripe can hold a refund as pending for days (its balance too low to pay it): we keep
+    its id and leave it to the webhook and the reconciliation. It used to be asked for again
+    every round, with the same idempotency key, which Stripe forgets after 24 hours: a second
+    refund."""
+    from payments.base import RefundStatus
+
+    client = card_client
+    shop_, placed, _, intent = await captured_at_stripe(client, session, front_end)
+    assert (
+        await deliver(client, event("payment_intent.succeeded", {"id": intent}))
+    ).status_code == 200
+    await money_service.handle_events(session, providers)
+    stored = await session.scalar(
+        select(Payment).where(Payment.order_id == uuid.UUID(placed["id"]))
+    )
+    assert stored is not None
+    asked = await client.post(
+        f"/platform/payments/{stored.id}/refunds",
+        headers=bearer(shop_.platform) | key(),
+        json={"amount_fen": 500, "reason": "少了一箱"},
+    )
+    assert asked.status_code == 202, asked.text
+    refund = await session.scalar(select(Refund))
+    assert refund is not None and refund.provider_refund_id is None
+    # the provider's answer to the first request: pending
+    await money_service._apply_refund(
+        session,
+        refund,
+        stored,
+        ProviderRefund(
+            provider="stripe",
+            provider_id="re_pending_1",
+            payment_provider_id=intent,
+            amount=500,
+            currency="cny",
+            status=RefundStatus.pending,
+        ),
+    )
+    assert (refund.status, refund.provider_refund_id) == ("pending", "re_pending_1")
+    await session.flush()
+    assert await money_service.execute_refunds(session, providers) == 0
+    assert await providers["stripe"].list_refunds(intent) == []  # never sent again
+
+
+async def test_switching_method_after_the_card_went_through_is_already_paid(
+    card_client, session, front_end
+):
+    """Paid at Stripe, its webhook not handled yet: choosing bank transfer finds the card
+    payment succeeded when it tries to cancel it, and answers 409 already_paid (not a 500 on
+    the one-live-payment rule)."""
+    client = card_client
+    shop_, placed, _, _ = await captured_at_stripe(client, session, front_end)
+    switched = await client.post(
+        orders_url(shop_.buyer, placed["id"], "payments"),
+        headers=bearer(shop_.token) | key(),
+        json={"method": "bank_transfer"},
+    )
+    assert problem(switched, 409, "already_paid")["current_status"] == "succeeded"
+
+
 async def test_money_through_a_payment_the_buyer_replaced_goes_back(
     card_client, session, front_end, providers
 ):

@@ -153,7 +153,9 @@ async def get_refund(session: AsyncSession, *, refund_id: uuid.UUID) -> Refund:
 # ---------------------------------------------------------------- paying
 
 
-_OPENING_PAYMENT = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+# a lock on a name until the transaction ends (the names: "opening payment <order>", "order
+# money <order>")
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
 async def start_payment(
@@ -172,7 +174,7 @@ async def start_payment(
     # request's new payment is then seen (and reused or replaced) instead of a second live
     # one breaking the one-live-payment rule. (Reading the payments again once the order is
     # held locked them after the order, against the order every writer takes: deadlocks.)
-    await session.execute(_OPENING_PAYMENT, {"key": f"opening payment {order_id}"})
+    await session.execute(_ADVISORY_LOCK, {"key": f"opening payment {order_id}"})
     # payments before their order, as every other writer (webhooks, statements) takes them
     existing = list(
         await session.scalars(
@@ -239,6 +241,10 @@ async def start_payment(
                 current_status=live.status,
             )
         await _cancel_at_provider(session, providers, live, why="replaced by another payment")
+        if live.status != "cancelled":  # the provider had it paid meanwhile: we follow
+            raise Conflict(
+                "This order is already paid.", code="already_paid", current_status=live.status
+            )
     payment = Payment(
         id=uuid.uuid4(),
         order_id=order.id,
@@ -528,6 +534,14 @@ async def _refund_source(
     )
 
 
+async def _hold_order_money(session: AsyncSession, order_id: uuid.UUID) -> None:
+    """Refunds and settlements of one order, one at a time (until the transaction ends): each
+    reads what the other wrote. Without it a refund that found the part not yet settled and
+    a settlement that found no refund yet both went through, and the order's escrow went
+    below zero. Taken after the payment's row lock, never before one."""
+    await session.execute(_ADVISORY_LOCK, {"key": f"order money {order_id}"})
+
+
 async def request_refund(
     session: AsyncSession,
     *,
@@ -543,6 +557,7 @@ async def request_refund(
     cooperative's payable when its part was already settled). The provider is called by
     `execute_refunds` after commit. Never more than captured, even with concurrent requests:
     the payment row is locked and the database checks refunded ≤ captured."""
+    await _hold_order_money(session, payment.order_id)  # then read settlements and escrow
     room = payment.captured_fen - payment.refunded_fen
     if amount > room:
         raise Conflict(
@@ -695,14 +710,17 @@ async def sync_refunds(session: AsyncSession, provider: PaymentProvider, payment
 async def _apply_refund(
     session: AsyncSession, refund: Refund, payment: Payment, remote: ProviderRefund
 ) -> None:
+    """Follow the provider's copy of a refund. Its id is kept whatever the status: a refund
+    the provider holds as pending (a Stripe balance too low to pay it, say) is then left to
+    the webhook and the reconciliation, not asked for again every round, which after the
+    provider forgets the idempotency key (24 hours at Stripe) would have refunded twice."""
+    refund.provider_refund_id = refund.provider_refund_id or remote.provider_id
     if not states.refund_moves(refund.status, remote.status.value):
         return
     if remote.status == RefundStatus.succeeded:
         await _refund_paid(session, refund, payment, remote.provider_id)
     elif remote.status == RefundStatus.failed:
         await _refund_failed(session, refund, payment, remote.failure_message or "refused")
-    else:
-        refund.provider_refund_id = remote.provider_id
 
 
 async def execute_refunds(session: AsyncSession, providers: Providers, *, limit: int = 20) -> int:
@@ -1113,6 +1131,20 @@ async def settle_due(session: AsyncSession, *, hold: dt.timedelta, limit: int = 
     open_dispute = exists().where(
         Dispute.fulfilment_id == Fulfilment.id, Dispute.status != "decided"
     )
+    # a decision whose refund is not recorded yet waits for it (the next derive_refunds)
+    refund_owed = exists().where(
+        Dispute.fulfilment_id == Fulfilment.id,
+        Dispute.status == "decided",
+        Dispute.refund_fen > 0,
+        ~exists().where(Refund.dispute_id == Dispute.id),
+    )
+    # and a refund of the part still on its way from escrow waits to succeed or fail: settled
+    # less it, a failure would strand its money in escrow (nobody's), the cooperative short
+    refund_under_way = exists().where(
+        Refund.fulfilment_id == Fulfilment.id,
+        Refund.status == "pending",
+        Refund.from_payable.is_(False),
+    )
     due = list(
         await session.scalars(
             select(Fulfilment)
@@ -1122,6 +1154,8 @@ async def settle_due(session: AsyncSession, *, hold: dt.timedelta, limit: int = 
                 Fulfilment.delivered_at <= utcnow() - hold,
                 Payment.status == "succeeded",
                 ~open_dispute,
+                ~refund_owed,
+                ~refund_under_way,
                 ~exists().where(Settlement.fulfilment_id == Fulfilment.id),
             )
             .order_by(Fulfilment.delivered_at)
@@ -1135,6 +1169,7 @@ async def settle_due(session: AsyncSession, *, hold: dt.timedelta, limit: int = 
 
 
 async def _settle(session: AsyncSession, fulfilment: Fulfilment) -> None:
+    await _hold_order_money(session, fulfilment.order_id)  # then read its refunds
     order = await orders_service.get_order(session, order_id=fulfilment.order_id)
     parts = await orders_service.fulfilments_of(session, [order.id])
     gross, fee = orders_service.part_amounts(order, parts)[fulfilment.id]
