@@ -507,3 +507,34 @@ async def test_get_product_scoped_to_a_cooperative(session):
         await catalog_service.get_product(session, product_id=product.id, cooperative_id=theirs.id)
     with pytest.raises(NotFound):
         await catalog_service.get_product(session, product_id=uuid.uuid4())
+
+
+async def test_a_listed_products_unit_of_sale_cannot_change(client, session):
+    """A listing counts its stock in units of the size it was listed with: while one is open,
+    the product's unit of sale (kg → a 20 kg box) stays; its name can change. Closed, it may."""
+    from tests.factories_listings import make_listing, make_supply
+
+    supply = await make_supply(session)
+    listing = await make_listing(session, supply)
+    url = f"/organisations/{supply.cooperative.id}/products/{supply.product.id}"
+    before = (supply.product.unit, supply.product.box_net_weight_g)
+    refused = await client.patch(
+        url, headers=bearer(supply.token), json={"unit": "box", "box_net_weight_g": 20000}
+    )
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "product_listed"
+    await session.refresh(supply.product)
+    assert (supply.product.unit, supply.product.box_net_weight_g) == before
+    renamed = await client.patch(
+        url, headers=bearer(supply.token), json={"name_zh": "靖远枸杞干果"}
+    )
+    assert renamed.status_code == 200, renamed.text
+    closed = await client.post(
+        f"/organisations/{supply.cooperative.id}/listings/{listing.id}/close",
+        headers=bearer(supply.token) | {"Idempotency-Key": str(uuid.uuid4())},
+    )
+    assert closed.status_code == 200, closed.text
+    changed = await client.patch(
+        url, headers=bearer(supply.token), json={"unit": "box", "box_net_weight_g": 20000}
+    )
+    assert changed.status_code == 200, changed.text

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import china_today
@@ -145,6 +145,9 @@ async def list_products(
     return await paginate(session, stmt, page, [Product.created_at, Product.id])
 
 
+_LISTED = text("SELECT EXISTS (SELECT 1 FROM listing WHERE product_id = :p AND status <> 'closed')")
+
+
 async def update_product(
     session: AsyncSession, product: Product, changes: dict[str, Any]
 ) -> Product:
@@ -171,6 +174,18 @@ async def update_product(
         if category:
             problems.append(category)
     _raise_problems(problems)
+    size_after = (
+        1 if unit == "piece" else box_net_weight_g if unit == "box" else GRAMS_PER_UNIT.get(unit, 0)
+    )
+    if size_after != unit_size(product) and await session.scalar(_LISTED, {"p": product.id}):
+        # a listing counts its stock in units of the size it was listed with (the lot's
+        # grams are committed by it); orders, freight and the public page would count another
+        raise Conflict(
+            f"This product is listed in units of {unit_size(product)} {base_unit(product)}; "
+            "its unit of sale cannot change while a listing of it is open. Close its listings "
+            "or create a new product for the new unit.",
+            code="product_listed",
+        )
     if "image_urls" in changes:
         changes = {**changes, "image_urls": [str(url) for url in changes["image_urls"]]}
     for name, value in changes.items():
