@@ -320,6 +320,8 @@ async def _create_admin(url: str, email: str, password: str, name: str, region: 
     from sqlalchemy import select
 
     from market.accounts import service as accounts_service
+    from market.accounts.security import verify_password
+    from market.errors import Conflict
     from market.organisations import service as organisations_service
     from market.organisations.models import Membership, Organisation
 
@@ -331,6 +333,14 @@ async def _create_admin(url: str, email: str, password: str, name: str, region: 
         if user is None:
             user = await accounts_service.register(
                 session, email=email, password=password, display_name=name
+            )
+        elif not verify_password(user.password_hash, password):
+            # e-mails are not verified at registration: whoever registered this address
+            # first must not become a platform operator by someone else's command
+            raise Conflict(
+                f"{email} is already registered and the password given is not its password; "
+                "nobody was made a platform operator.",
+                code="wrong_password",
             )
         if platform is None:
             platform = await organisations_service.create_organisation(

@@ -53,6 +53,11 @@ def test_create_admin_makes_a_verified_platform_owner(env, db_url, clean_db):
     assert weak.exit_code == 1
     assert "password" in weak.output and "Traceback" not in weak.output
 
+    # someone registered the address first (e-mails are not verified): not made an operator
+    taken = ["create-admin", "--email", "ops@agribridge.cn", "--password", "not-the-password"]
+    refused = runner.invoke(app, taken)
+    assert refused.exit_code == 1 and "not its password" in refused.output
+
 
 def test_import_poverty_counties_reports_bad_lines(env, db_url, clean_db, tmp_path):
     csv = tmp_path / "贫困县名单.csv"
