@@ -162,6 +162,14 @@ async def test_api_key_shown_once_hashed_and_scoped(client, session):
     assert more.status_code == 403
     assert (await client.post("/auth/logout", headers=bearer(secret))).status_code == 403
 
+    naive = await client.post(
+        f"/organisations/{organisation.id}/api-keys",
+        headers=bearer(owner_token),
+        json={"name": "y", "scopes": ["organisation:read"], "expires_at": "2027-01-01T00:00:00"},
+    )
+    assert naive.status_code == 422, naive.text  # which zone? not a 500
+    assert naive.json()["errors"][0]["field"] == "expires_at"
+
     revoked = await client.delete(
         f"/organisations/{organisation.id}/api-keys/{stored.id}", headers=bearer(owner_token)
     )

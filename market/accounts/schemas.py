@@ -6,11 +6,9 @@ import datetime as dt
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field
 
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+from market.inputs import Input
 
 
 class UserCreate(Input):
@@ -72,7 +70,9 @@ class ApiKeyCreate(Input):
 
     name: str = Field(min_length=1, max_length=100)
     scopes: list[str] = Field(min_length=1, max_length=32)
-    expires_at: dt.datetime | None = None
+    expires_at: AwareDatetime | None = Field(
+        default=None, description="With a time zone: 2027-01-01T00:00:00+08:00."
+    )
 
 
 class ApiKeyRead(BaseModel):
