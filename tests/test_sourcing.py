@@ -154,6 +154,22 @@ async def test_appending_needs_an_idempotency_key_and_replays(client, session, c
     assert again.json() == first.json()
     assert (await service.lot_share(session, lot.id)).records == 1
 
+    # the platform rejects the cooperative: its records stay, it adds none (the ledger is
+    # permanent and public)
+    organisation.verification_status = "rejected"
+    organisation.rejection_reason = "资质过期"
+    await session.flush()
+    refused = await client.post(url, headers=bearer(token) | {"Idempotency-Key": "p-2"}, json=body)
+    assert refused.status_code == 403 and refused.json()["code"] == "not_verified", refused.text
+    seq = first.json()["seq"]
+    undone = await client.post(
+        f"{url}/{seq}/reverse",
+        headers=bearer(token) | {"Idempotency-Key": "p-3"},
+        json={"reason": "录错"},
+    )
+    assert undone.status_code == 403 and undone.json()["code"] == "not_verified"
+    assert (await service.lot_share(session, lot.id)).records == 1
+
 
 async def test_bad_purchases_are_refused_and_nothing_is_written(client, session, coop):
     _, organisation, token, product = coop

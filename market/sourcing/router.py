@@ -8,12 +8,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.catalog import service as catalog_service
 from market.catalog.models import ProductCategory
-from market.deps import Idempotent, PrincipalDep, SessionDep, idempotent
+from market.deps import Idempotent, Principal, PrincipalDep, SessionDep, idempotent
 from market.errors import Forbidden, NotFound
 from market.idempotency.service import Claim
+from market.inputs import has_control
 from market.organisations import service as organisations_service
 from market.organisations.models import Organisation
 from market.pagination import Page, PageDep
@@ -179,6 +181,22 @@ async def list_records(
     return Page(items=[record_read(r) for r in records], next_cursor=cursor)
 
 
+async def _ledger_writer(
+    session: AsyncSession, principal: Principal, organisation_id: uuid.UUID
+) -> None:
+    """Writes to the sourcing ledger (permanent, shown on the public trace page) come from a
+    cooperative the platform verifies: one it rejected keeps its records, adds none."""
+    cooperative = await organisations_service.cooperative_access(
+        session, principal, organisation_id, domain="sourcing", write=True
+    )
+    if cooperative.verification_status != "verified":
+        raise Forbidden(
+            f"{cooperative.name_zh} is not verified by the platform; its sourcing records "
+            "cannot change until it is.",
+            code="not_verified",
+        )
+
+
 @router.post(
     "/organisations/{organisation_id}/lots/{lot_id}/records",
     tags=[TAG],
@@ -196,9 +214,7 @@ async def append_purchase(
 ) -> RecordRead:
     """Adds stock to the lot, so an `Idempotency-Key` is required. The household must be a
     member of the cooperative on the purchase date; its poor status comes from the registry."""
-    await organisations_service.cooperative_access(
-        session, principal, organisation_id, domain="sourcing", write=True
-    )
+    await _ledger_writer(session, principal, organisation_id)
     lot = await service.get_lot(session, lot_id=lot_id, cooperative_id=organisation_id, lock=True)
     record = await service.append_purchase(
         session,
@@ -230,9 +246,7 @@ async def reverse_record(
     session: SessionDep,
     _: StockMoving,
 ) -> RecordRead:
-    await organisations_service.cooperative_access(
-        session, principal, organisation_id, domain="sourcing", write=True
-    )
+    await _ledger_writer(session, principal, organisation_id)
     lot = await service.get_lot(session, lot_id=lot_id, cooperative_id=organisation_id, lock=True)
     record = await service.reverse(
         session, lot=lot, seq=seq, reason=body.reason, recorded_by_id=principal.user_id
@@ -256,9 +270,7 @@ async def amend_record(
     session: SessionDep,
     _: StockMoving,
 ) -> AmendmentRead:
-    await organisations_service.cooperative_access(
-        session, principal, organisation_id, domain="sourcing", write=True
-    )
+    await _ledger_writer(session, principal, organisation_id)
     lot = await service.get_lot(session, lot_id=lot_id, cooperative_id=organisation_id, lock=True)
     reversal, replacement = await service.amend(
         session,
@@ -392,6 +404,8 @@ async def trace_of(session: SessionDep, code: str) -> TraceRead:
 async def trace(code: str, request: Request, session: SessionDep) -> Response:
     """A web page for people (the QR code on the package), JSON for programs
     (`Accept: application/json`). Shares are aggregates; no personal data."""
+    if has_control(code):  # no lot has such a code (and PostgreSQL refuses a NUL)
+        raise NotFound("No lot has this trace code.")
     data = await trace_of(session, code)
     if "text/html" in request.headers.get("accept", ""):
         html: HTMLResponse = templates.TemplateResponse(request, "trace.html", {"t": data})
