@@ -64,14 +64,26 @@ def _decode(cursor: str, kinds: list[type]) -> list[Any]:
             raise ValueError
         out: list[Any] = []
         for kind, part in zip(kinds, parts, strict=True):
+            if not isinstance(part, str) or "\x00" in part:
+                raise ValueError
             if kind is dt.datetime:
-                out.append(dt.datetime.fromisoformat(part))
+                # with a time zone, in UTC: a time near year 1 or 9999 in another zone would
+                # overflow in the driver (a 500), as would a time PostgreSQL reads otherwise
+                at = dt.datetime.fromisoformat(part)
+                if at.tzinfo is None:
+                    raise ValueError
+                out.append(at.astimezone(dt.UTC))
             elif kind is uuid.UUID:
                 out.append(uuid.UUID(part))
+            elif kind is int:
+                number = int(part)
+                if not -(2**63) <= number < 2**63:  # a bigint key
+                    raise ValueError
+                out.append(number)
             else:
                 out.append(kind(part))
         return out
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise Invalid.field("cursor", "This cursor is not valid; start again without it.") from exc
 
 

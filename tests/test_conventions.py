@@ -4,7 +4,9 @@ idempotency keys and cursor pagination."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import uuid
 
 import httpx
 from sqlalchemy import func, select
@@ -92,6 +94,19 @@ async def test_cursor_pagination_walks_every_item_once(client, session):
     assert sorted(seen) == sorted(str(i) for i in created)
     broken = await client.get("/organisations?cursor=garbage!", headers=bearer(token))
     assert assert_problem(broken, 422)["errors"][0]["field"] == "cursor"
+    # forged cursors never reach the database: a time that overflows in another zone, a time
+    # without one, a NUL, a number past a bigint (the public listings are keyed by time)
+    anyone = str(uuid.uuid4())
+    for forged in (
+        ["0001-01-01T00:00:00+05:00", anyone],
+        ["9999-12-31T23:59:59-05:00", anyone],
+        ["2026-12-01T10:00:00", anyone],
+        ["2026-12-01T10:00:00+00:00", "\x00"],
+        [str(2**70), anyone],
+    ):
+        cursor = base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+        refused = await client.get("/listings", params={"cursor": cursor})
+        assert assert_problem(refused, 422)["errors"][0]["field"] == "cursor", forged
 
 
 async def test_oversized_body_is_413(client, settings, session):
@@ -227,3 +242,19 @@ async def test_concurrent_requests_without_key_each_act(committing_client, commi
     )
     assert {r.status_code for r in responses} == {201}
     assert len({r.json()["id"] for r in responses}) == 8
+
+
+async def test_a_nul_anywhere_is_a_422_naming_the_field_not_a_500(client, session):
+    """PostgreSQL refuses a NUL in text: every request body refuses control characters (the
+    shared `market.inputs.Input`), and the public query parameters that reach SQL as text do
+    too."""
+    user = await make_user(session)
+    token = await token_for(session, user)
+    body = {**ORG_BODY, "name_zh": "天津\u0000果品"}
+    refused = await client.post("/organisations", headers=bearer(token), json=body)
+    assert assert_problem(refused, 422)["errors"][0]["field"] == "name_zh"
+    assert await session.scalar(select(func.count()).select_from(Organisation)) == 0
+    for url, field in (("/listings?category=%00", "category"), ("/regions?q=a%00", "q")):
+        response = await client.get(url)
+        assert assert_problem(response, 422)["errors"][0]["field"] == field, url
+    assert (await client.get("/trace/620421-%00")).status_code == 404

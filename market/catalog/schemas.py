@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
+from market.inputs import Input
+
 Unit = Literal["kg", "jin", "piece", "box"]
 StorageClass = Literal["ambient", "chilled", "frozen"]
 CertificationKind = Literal["green_food", "organic", "pollution_free", "gi"]
@@ -26,10 +28,6 @@ PRODUCT_EXAMPLE: dict[str, Any] = {
     "image_urls": ["https://img.jingyuan-coop.cn/gouqi/tj-500g.jpg"],
     "description": "黄河石林脚下砂地种植，自然晾晒，颗粒饱满，每盒净含量500克。",
 }
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class CategoryRead(BaseModel):

@@ -10,11 +10,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from market.inputs import Input
+
 PHONE_PATTERN = r"^\+?[0-9][0-9 -]{4,30}$"
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class HouseholdRead(BaseModel):

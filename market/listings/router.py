@@ -379,7 +379,10 @@ async def list_public(
     page: PageDep,
     category: Annotated[
         str | None,
-        Query(max_length=40, description="A product category code, e.g. dried_fruit_nuts."),
+        Query(
+            pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+            description="A product category code, e.g. dried_fruit_nuts.",
+        ),
     ] = None,
     county_code: Annotated[
         str | None,

@@ -9,6 +9,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from market.inputs import Input
+
 SaleMode = Literal["fixed", "negotiable", "auction"]
 Status = Literal["draft", "active", "paused", "sold_out", "closed"]
 DeliveryTerms = Literal["pickup", "delivered"]
@@ -16,10 +18,6 @@ MovementKind = Literal["list", "reserve", "release", "sell", "adjust", "close"]
 
 MAX_QUANTITY = 10**12
 MAX_PRICE_FEN = 10**10
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class PriceTier(Input):

@@ -8,13 +8,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
+from market.inputs import Input
+
 OrganisationKind = Literal["cooperative", "buyer", "organiser", "authority", "platform"]
 Role = Literal["owner", "staff", "viewer"]
 RegionCode = Field(pattern=r"^[0-9]{6}$", description="GB/T 2260 code, e.g. 620421 (靖远县).")
-
-
-class Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class OrganisationCreate(Input):

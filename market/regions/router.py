@@ -30,7 +30,12 @@ async def find_regions(
     session: SessionDep,
     q: Annotated[
         str,
-        Query(min_length=1, max_length=50, description="靖远, 白银市, jingyuan or jy."),
+        Query(
+            min_length=1,
+            max_length=50,
+            pattern=r"^[^\x00-\x1f\x7f]+$",
+            description="靖远, 白银市, jingyuan or jy.",
+        ),
     ],
     level: Annotated[Literal["province", "city", "county"] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
