@@ -401,6 +401,16 @@ async def test_delivery_settles_to_the_cooperative_and_a_batch_pays_it_out(clien
     # no payout account: nothing can be paid yet, and the batch says so
     nothing = await client.post("/platform/payout-batches", headers=bearer(shop_.platform) | key())
     problem(nothing, 409, "nothing_due")
+    pasted = await client.put(  # a tab from a spreadsheet: one cell of the bank file each
+        f"/organisations/{coop.cooperative.id}/payout-account",
+        headers=bearer(coop.token),
+        json={
+            "account_name": "靖远县\t枸杞合作社",
+            "account_number": "6228 4800 1234 5678 901",
+            "bank_name": "中国农业银行靖远县支行",
+        },
+    )
+    assert problem(pasted, 422, "validation_failed")["errors"][0]["field"] == "account_name"
     account = await client.put(
         f"/organisations/{coop.cooperative.id}/payout-account",
         headers=bearer(coop.token),

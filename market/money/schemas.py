@@ -150,9 +150,11 @@ class PayoutAccountWrite(Input):
         },
     )
 
-    account_name: str = Field(min_length=2, max_length=100)
+    # one cell each of the bank's payout file: no tab or line break (a name pasted from a
+    # spreadsheet with one failed the whole batch's file)
+    account_name: str = Field(min_length=2, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     account_number: str = Field(pattern=r"^[0-9][0-9 ]{7,38}$")
-    bank_name: str = Field(min_length=2, max_length=100)
+    bank_name: str = Field(min_length=2, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
 class PayoutAccountRead(BaseModel):
