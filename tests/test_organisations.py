@@ -321,3 +321,31 @@ def test_verification_transitions_are_a_closed_table():
         states.transition("verified", "resubmit")
     with pytest.raises(Conflict):
         states.transition("pending", "explode")
+
+
+async def test_an_invitation_from_an_owner_since_removed_grants_nothing(client, session):
+    """An owner invites an address of their own as owner, then is removed by a co-owner: the
+    invitation no longer brings them back."""
+    owner, organisation, owner_token = await member_with_token(session)
+    co_owner = await make_user(session)
+    await add_member(session, organisation, co_owner, "owner")
+    alt = await make_user(session, email=unique_email("alt"))
+    invited = await client.post(
+        f"/organisations/{organisation.id}/invitations",
+        headers=bearer(owner_token),
+        json={"email": alt.email, "role": "owner"},
+    )
+    assert invited.status_code == 201, invited.text
+    removed = await client.delete(
+        f"/organisations/{organisation.id}/members/{owner.id}",
+        headers=bearer(await token_for(session, co_owner)),
+    )
+    assert removed.status_code == 204, removed.text
+    back = await client.post(
+        "/invitations/accept",
+        headers=bearer(await token_for(session, alt)),
+        json={"token": invited.json()["token"]},
+    )
+    assert back.status_code == 404, back.text
+    assert "no longer an owner" in back.json()["detail"]
+    assert await session.get(Membership, (organisation.id, alt.id)) is None

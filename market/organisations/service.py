@@ -456,6 +456,17 @@ async def accept_invitation(
         raise Forbidden(
             "This invitation was sent to another e-mail address.", code="invitation_email"
         )
+    if invitation.invited_by_id is not None:
+        # it speaks for its sender: an owner since removed or demoted grants nothing any more
+        # (not even to an address of their own, to come back as owner)
+        sender = await session.get(
+            Membership, (invitation.organisation_id, invitation.invited_by_id)
+        )
+        if sender is None or sender.role != "owner":
+            raise NotFound(
+                "This invitation is no longer valid: whoever sent it is no longer an owner of "
+                "the organisation. Ask an owner for a new one."
+            )
     existing = await session.get(Membership, (invitation.organisation_id, user_id))
     if existing is not None:
         raise Conflict(f"You are already a member ({existing.role}).", code="already_member")
