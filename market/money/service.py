@@ -1131,13 +1131,6 @@ async def settle_due(session: AsyncSession, *, hold: dt.timedelta, limit: int = 
     open_dispute = exists().where(
         Dispute.fulfilment_id == Fulfilment.id, Dispute.status != "decided"
     )
-    # a decision whose refund is not recorded yet waits for it (the next derive_refunds)
-    refund_owed = exists().where(
-        Dispute.fulfilment_id == Fulfilment.id,
-        Dispute.status == "decided",
-        Dispute.refund_fen > 0,
-        ~exists().where(Refund.dispute_id == Dispute.id),
-    )
     # and a refund of the part still on its way from escrow waits to succeed or fail: settled
     # less it, a failure would strand its money in escrow (nobody's), the cooperative short
     refund_under_way = exists().where(
@@ -1154,7 +1147,6 @@ async def settle_due(session: AsyncSession, *, hold: dt.timedelta, limit: int = 
                 Fulfilment.delivered_at <= utcnow() - hold,
                 Payment.status == "succeeded",
                 ~open_dispute,
-                ~refund_owed,
                 ~refund_under_way,
                 ~exists().where(Settlement.fulfilment_id == Fulfilment.id),
             )
