@@ -34,6 +34,9 @@ def new_trace_code(county_code: str) -> str:
     return county_code + "-" + "".join(secrets.choice(_TRACE_ALPHABET) for _ in range(8))
 
 
+MAX_RECORD_FEN = 10**15  # ten trillion yuan: far beyond any purchase, far below a bigint
+
+
 def amount_fen(quantity: int, unit_price_fen: int, pricing_unit: int) -> int:
     """quantity × price ÷ pricing unit, rounded half-even to whole fen (sign kept)."""
     exact = Decimal(quantity) * Decimal(unit_price_fen) / Decimal(pricing_unit)
@@ -340,6 +343,14 @@ async def append_purchase(
     await households_service.require_member(
         session, cooperative_id=lot.cooperative_id, household_id=household_id, on=purchase_date
     )
+    amount = amount_fen(quantity, unit_price_fen, catalog_service.pricing_unit(product))
+    if amount > MAX_RECORD_FEN:
+        # the lot's totals add records up in bigints: no single purchase may come near
+        raise Invalid.field(
+            "quantity",
+            f"This purchase would be worth {amount // 100:,} yuan, more than one record can "
+            f"hold ({MAX_RECORD_FEN // 100:,}); check the quantity and the price.",
+        )
     return await _append(
         session,
         {
@@ -349,9 +360,7 @@ async def append_purchase(
             "kind": "purchase",
             "quantity": quantity,
             "unit_price_fen": unit_price_fen,
-            "amount_fen": amount_fen(
-                quantity, unit_price_fen, catalog_service.pricing_unit(product)
-            ),
+            "amount_fen": amount,
             "purchase_date": purchase_date,
             "evidence_ref": evidence_ref,
             "evidence_url": evidence_url,
