@@ -312,6 +312,10 @@ class _BadCell(Exception):
     pass
 
 
+MAX_TRANSACTION_ID = 64  # as stored
+MAX_LINE_FEN = 10**15  # ten trillion yuan: beyond any transfer, well inside a bigint
+
+
 def _parse_amount(text: str) -> int:
     cleaned = unicodedata.normalize("NFKC", text).strip().lstrip("¥").strip()
     cleaned = cleaned.removesuffix("元").strip()
@@ -331,6 +335,8 @@ def _parse_amount(text: str) -> int:
     fen = int(yuan * 100)
     if fen == 0:
         raise _BadCell(f"{text!r} is zero")
+    if fen > MAX_LINE_FEN:
+        raise _BadCell(f"{text!r} is more than a statement line can be")
     return fen
 
 
@@ -441,6 +447,14 @@ def _read_row(
     transaction_id = cell("transaction_id")
     if not transaction_id:
         report("transaction_id", _BadCell("is empty: every line needs the bank's transaction id"))
+    elif len(transaction_id) > MAX_TRANSACTION_ID:
+        report(
+            "transaction_id",
+            _BadCell(
+                f"is {len(transaction_id)} characters long, more than a bank's transaction id "
+                f"({MAX_TRANSACTION_ID}): are the columns shifted?"
+            ),
+        )
     booked_on = amount = currency = None
     try:
         booked_on = _parse_date(cell("booked_on"))
