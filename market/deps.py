@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import Depends, Header, Request
 from fastapi.security import OAuth2PasswordBearer
@@ -155,6 +156,8 @@ def idempotent(
             method=request.method,
             path=request.url.path,
             body=await request.body(),
+            # the same body under other parameters (?encoding=gbk) is another request
+            query=urlencode(sorted(request.query_params.multi_items())),
             ttl=dt.timedelta(hours=settings.idempotency_ttl_hours),
         )
         request.state.idempotency_claim = claim

@@ -347,6 +347,16 @@ async def test_a_statement_with_a_bad_line_is_refused_whole_naming_line_and_colu
     gbk = await import_csv(client, shop_, "", encoding="gbk")
     assert gbk.status_code == 422  # an empty statement says so
 
+    # the same key and body under other parameters is another request, not a replay
+    same_key = bearer(shop_.platform) | {"Idempotency-Key": "stmt-1", "Content-Type": "text/csv"}
+    line = HEADER + "2026-11-30,100.00,x,甲,1,Q1\n"
+    first = await client.post("/platform/statements", content=line.encode(), headers=same_key)
+    assert first.status_code == 201, first.text
+    other = await client.post(
+        "/platform/statements?encoding=gbk", content=line.encode(), headers=same_key
+    )
+    problem(other, 422, "idempotency_key_mismatch")
+
 
 async def test_gbk_statements_are_read_with_the_encoding_parameter(client, session):
     shop_ = await shop(session)

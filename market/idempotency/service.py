@@ -43,9 +43,13 @@ class Claim:
     key: str
 
 
-def request_hash(method: str, path: str, body: bytes) -> bytes:
+def request_hash(method: str, path: str, body: bytes, query: str = "") -> bytes:
+    """What makes two requests the same one: method, path, query parameters (sorted: their
+    order does not change a request) and body."""
     digest = hashlib.sha256()
-    for part in (method.encode(), path.encode(), body):
+    # without parameters, the hash of the three parts alone, as keys stored before had it
+    parts = (method.encode(), path.encode(), body) + ((query.encode(),) if query else ())
+    for part in parts:
         digest.update(len(part).to_bytes(8, "big"))
         digest.update(part)
     return digest.digest()
@@ -60,13 +64,14 @@ async def claim(
     path: str,
     body: bytes,
     ttl: dt.timedelta,
+    query: str = "",
 ) -> Claim:
     """Claim `key` for this request or raise Replay / Invalid / Conflict."""
     if not key or len(key) > MAX_KEY_LENGTH or not key.isprintable():
         raise Invalid.field(
             HEADER, f"The {HEADER} header must be 1 to {MAX_KEY_LENGTH} printable characters."
         )
-    fingerprint = request_hash(method, path, body)
+    fingerprint = request_hash(method, path, body, query)
     # An expired row is taken over by the new request; a live one is left alone.
     inserted = await session.execute(
         text(
