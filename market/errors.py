@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from market.observability import current_request_id
@@ -192,6 +193,22 @@ def install_error_handlers(app: FastAPI) -> None:
             instance=request.url.path,
         )
 
+    @app.exception_handler(IntegrityError)
+    async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
+        if not _unique_violation(exc):
+            return await _unexpected(request, exc)
+        # two requests created the same thing at the same moment (an account, a member): the
+        # database kept one; the other is told so rather than given a 500
+        log.warning("unique violation on %s %s: %s", request.method, request.url.path, exc.orig)
+        return problem(
+            409,
+            "conflict",
+            "Conflict",
+            "Another request created the same thing at the same moment; reload and check "
+            "before trying again.",
+            instance=request.url.path,
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -202,3 +219,18 @@ def install_error_handlers(app: FastAPI) -> None:
             "Something went wrong on our side; the request id identifies it in our logs.",
             instance=request.url.path,
         )
+
+
+def _unique_violation(exc: BaseException) -> bool:
+    """Whether `exc` is (or wraps) PostgreSQL's unique_violation (SQLSTATE 23505)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if (
+            getattr(current, "sqlstate", None) == "23505"
+            or getattr(current, "pgcode", None) == "23505"
+        ):
+            return True
+        current = getattr(current, "orig", None) or current.__cause__
+    return False

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import uuid
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -228,3 +230,19 @@ async def test_staff_cannot_create_api_keys(client, session):
     )
     assert response.status_code == 403
     assert response.json()["code"] == "role_too_low"
+
+
+async def test_registering_one_address_twice_at_once_is_one_account_and_a_409(
+    committing_client, committing_session
+):
+    """Both requests find the address free; the database's unique index keeps one account,
+    and the other request gets a 409, not a 500."""
+    email = f"same-moment-{uuid.uuid4().hex[:8]}@example.cn"
+    body = {"email": email, "password": PASSWORD, "display_name": "同时"}
+    answers = await asyncio.gather(
+        *(committing_client.post("/auth/register", json=body) for _ in range(4))
+    )
+    assert sorted(r.status_code for r in answers) == [201, 409, 409, 409], [r.text for r in answers]
+    for refused in (r for r in answers if r.status_code == 409):
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        assert refused.json()["code"] in ("email_taken", "conflict")
