@@ -120,6 +120,23 @@ async def two_part_order(
     return other, response.json()
 
 
+async def decline_other_part(
+    client: httpx.AsyncClient, other: Supply, placed: dict[str, Any], reason: str
+) -> dict[str, Any]:
+    """The other cooperative of a `two_part_order` declines its part; its fulfilment as the
+    answer shows it."""
+    part = next(
+        f for f in placed["fulfilments"] if f["cooperative_id"] == str(other.cooperative.id)
+    )
+    response = await client.post(
+        f"/organisations/{other.cooperative.id}/fulfilments/{part['id']}/decline",
+        headers=bearer(other.token) | key(),
+        json={"reason": reason},
+    )
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
 async def pay_by_transfer(
     client: httpx.AsyncClient, shop: Shop, placed: dict[str, Any]
 ) -> dict[str, Any]:
@@ -738,15 +755,7 @@ async def test_a_cooperative_that_declined_hears_nothing_more_of_the_order(clien
     the order is told to pack and ship."""
     shop_ = await shop(session)
     other, placed = await two_part_order(client, session, shop_)
-    declined_part = next(
-        f for f in placed["fulfilments"] if f["cooperative_id"] == str(other.cooperative.id)
-    )
-    declined = await client.post(
-        f"/organisations/{other.cooperative.id}/fulfilments/{declined_part['id']}/decline",
-        headers=bearer(other.token) | key(),
-        json={"reason": "缺货"},
-    )
-    assert declined.status_code == 200, declined.text
+    await decline_other_part(client, other, placed, "缺货")
     payment = await pay_by_transfer(client, shop_, placed)
     code = payment["transfer_instructions"]["reference_code"]
     await import_csv(client, shop_, statement((payment["amount_fen"], code, "D9")))
@@ -773,15 +782,7 @@ async def test_a_part_declined_before_the_transfer_of_the_whole_order_is_refunde
     shop_ = await shop(session)
     other, placed = await two_part_order(client, session, shop_)
     payment = await pay_by_transfer(client, shop_, placed)
-    declined_part = next(
-        f for f in placed["fulfilments"] if f["cooperative_id"] == str(other.cooperative.id)
-    )
-    declined = await client.post(
-        f"/organisations/{other.cooperative.id}/fulfilments/{declined_part['id']}/decline",
-        headers=bearer(other.token) | key(),
-        json={"reason": "缺货"},
-    )
-    assert declined.status_code == 200, declined.text
+    declined_part = await decline_other_part(client, other, placed, "缺货")
     code = payment["transfer_instructions"]["reference_code"]
     await import_csv(client, shop_, statement((placed["total_fen"], code, "W1")))
     await work(session)
@@ -801,15 +802,8 @@ async def test_a_declined_part_and_a_decided_dispute_are_refunded_from_escrow(cl
     code = payment["transfer_instructions"]["reference_code"]
     await import_csv(client, shop_, statement((placed["total_fen"], code, "D1")))
     parts = {f["cooperative_id"]: f for f in placed["fulfilments"]}
-    declined_part = parts[str(other.cooperative.id)]
-    declined = await client.post(
-        f"/organisations/{other.cooperative.id}/fulfilments/{declined_part['id']}/decline",
-        headers=bearer(other.token) | key(),
-        json={"reason": "冷库故障"},
-    )
-    assert declined.status_code == 200, declined.text
-    assert declined.json()["status"] == "cancelled"
-    assert declined.json()["decline_reason"] == "冷库故障"
+    declined_part = await decline_other_part(client, other, placed, "冷库故障")
+    assert (declined_part["status"], declined_part["decline_reason"]) == ("cancelled", "冷库故障")
     await work(session)
     refund = await session.scalar(select(Refund).where(Refund.kind == "declined_part"))
     fulfilments = list(await session.scalars(select(Fulfilment).order_by(Fulfilment.id)))
