@@ -72,6 +72,8 @@ def wrong_check(number: str) -> str:
 def test_id_numbers_follow_gb_11643():
     assert service.normalise_id_number("11010519491231002X") == "11010519491231002X"
     assert service.normalise_id_number(" 11010519491231002x ") == "11010519491231002X"
+    # full-width digits (office software) are the same digits
+    assert service.normalise_id_number("１１010519491231002Ｘ") == "11010519491231002X"
     valid = id_number(7)
     assert service.normalise_id_number(valid) == valid
     for bad, reason in [
@@ -79,7 +81,6 @@ def test_id_numbers_follow_gb_11643():
         ("11010519491331002X", "birth date"),
         ("1101051949123100", "17 digits"),
         ("11010519491231002Y", "17 digits"),
-        ("１１010519491231002X", "17 digits"),  # full-width digits
     ]:
         with pytest.raises(ValueError, match=reason):
             service.normalise_id_number(bad)
@@ -249,6 +250,33 @@ async def test_gb18030_and_utf8_with_bom_are_both_read(client, session):
         files={"file": ("x.csv", b"registry_id,county_code\n\xff\xfe\xfa,1\n", "text/csv")},
     )
     assert latin1.status_code == 422 and latin1.json()["errors"][0]["field"] == "file"
+
+
+async def test_full_width_digits_read_as_ascii(client, session):
+    """Office software often writes ids in full-width digits (６２０４２１): the import and
+    the link read them as the ASCII ones, so one household is not two."""
+    _, _, token = await official(session)
+    row = registry_row("R-301", 301, head_name="田秀芳", village="刘川镇来窑村")
+    wide = {
+        k: v.translate(str.maketrans("0123456789-", "０１２３４５６７８９－"))
+        if k in ("registry_id", "id_number")
+        else v
+        for k, v in row.items()
+    }
+    response = await upload(client, token, registry_csv([wide]))
+    assert response.status_code == 200, response.text
+    assert response.json()["created"] == 1 and response.json()["errors"] == []
+    assert "R-301" in await households_by_registry_id(session, "R-301")
+    again = await upload(client, token, registry_csv([row]))  # the same household in ASCII
+    assert again.json()["unchanged"] == 1
+
+    _, coop, coop_token = await member_with_token(session)
+    linked = await client.post(
+        f"/organisations/{coop.id}/households/link",
+        headers=bearer(coop_token),
+        json={"registry_id": "R－３０１", "joined_on": "2024-01-01"},
+    )
+    assert linked.status_code == 201, linked.text
 
 
 async def test_all_or_nothing_writes_nothing_when_a_row_is_bad(client, session):

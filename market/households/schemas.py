@@ -5,10 +5,11 @@ No input here carries a poor status: it only ever comes from an authority's regi
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 import uuid
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from market.inputs import Input
 
@@ -100,6 +101,12 @@ class MembershipLink(Input):
     joined_on: dt.date
     left_on: dt.date | None = Field(default=None, description="Last day (inclusive), if known.")
 
+    @field_validator("registry_id", mode="before")
+    @classmethod
+    def _ascii_digits(cls, value: object) -> object:
+        """６２０４２１-０００１ is 620421-0001, as the registry import reads it."""
+        return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
+
 
 class UnregisteredHouseholdCreate(Input):
     model_config = ConfigDict(
@@ -123,6 +130,13 @@ class UnregisteredHouseholdCreate(Input):
         pattern=r"^[0-9]{6}$",
         description="The household's county; default: the cooperative's, if it is a county.",
     )
+
+    @field_validator("phone", "county_code", mode="before")
+    @classmethod
+    def _ascii_digits(cls, value: object) -> object:
+        """Full-width digits (１３９…) read as the ASCII ones."""
+        return unicodedata.normalize("NFKC", value) if isinstance(value, str) else value
+
     joined_on: dt.date
     left_on: dt.date | None = None
 

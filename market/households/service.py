@@ -10,6 +10,7 @@ import hmac
 import io
 import json
 import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -117,7 +118,7 @@ def id_check_character(first17: str) -> str:
 def normalise_id_number(raw: str) -> str:
     """An 18-character resident ID number, upper-case X; ValueError says what is wrong
     (without repeating the number, which must not reach logs)."""
-    number = re.sub(r"\s", "", raw).upper()
+    number = re.sub(r"\s", "", unicodedata.normalize("NFKC", raw)).upper()
     if not _ID_FORMAT.fullmatch(number):
         raise ValueError("must be 17 digits followed by a digit or X")
     try:
@@ -389,7 +390,11 @@ async def _parse_row(
 
     if raw.get(None):
         bad(None, "the row has more values than the header has columns")
-    values = {c: str(raw.get(c) or "").strip() for c in REGISTRY_COLUMNS}
+    # NFKC, so that ids, codes, numbers and dates typed in full-width digits (６２０４２１,
+    # common in files from office software) read as the same ASCII ones
+    values = {
+        c: unicodedata.normalize("NFKC", str(raw.get(c) or "")).strip() for c in REGISTRY_COLUMNS
+    }
 
     registry_id = values["registry_id"]
     if not registry_id:
