@@ -145,6 +145,19 @@ async def test_poverty_import_accepts_gb18030_and_reports_bad_lines(client, sess
     assert again.json()["changed"] == 0 and again.json()["unchanged"] == 2
     assert (await client.get("/regions/620421")).json()["is_poverty_county"] is True
 
+    # spaces after the header's commas, full-width digits, and a county given twice: the
+    # second is reported, not applied after the first
+    spaced = "code, designated\n６２０４２１,0\n620421,1\n"
+    third = await client.post(
+        "/regions/poverty-counties/import",
+        headers=bearer(platform_token),
+        files={"file": ("贫困县.csv", spaced.encode(), "text/csv")},
+    )
+    assert third.status_code == 200, third.text
+    assert (third.json()["changed"], [e["line"] for e in third.json()["errors"]]) == (1, [3])
+    assert "already on line 2" in third.json()["errors"][0]["reason"]
+    assert (await client.get("/regions/620421")).json()["is_poverty_county"] is False
+
 
 async def test_poverty_import_needs_platform_or_authority(client, session):
     _, _, buyer_token = await member_with_token(session, kind="buyer", region_code="110106")

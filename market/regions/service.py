@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -188,11 +189,20 @@ async def import_poverty_counties(
         raise Invalid.field("file", "The CSV needs a header row with the columns code,designated.")
     result = PovertyImport()
     truthy, falsy = {"1", "true", "yes", "是", "y"}, {"0", "false", "no", "否", "n"}
-    for row in reader:
+    seen: dict[str, int] = {}  # code → the line that gave it
+    for raw_row in reader:
         line = reader.line_num  # the physical line, right even after blank lines
         result.rows += 1
-        code = (row.get("code") or "").strip()
-        raw = (row.get("designated") or "").strip().lower()
+        # the header's names as the check above read them (" designated" is designated)
+        row = {(k or "").strip(): v for k, v in raw_row.items()}
+        code = unicodedata.normalize("NFKC", row.get("code") or "").strip()
+        raw = unicodedata.normalize("NFKC", row.get("designated") or "").strip().lower()
+        if code in seen:
+            result.errors.append(
+                {"line": line, "reason": f"{code} is already on line {seen[code]}"}
+            )
+            continue
+        seen[code] = line
         if raw not in truthy | falsy:
             result.errors.append(
                 {"line": line, "reason": f"designated must be 1 or 0, got {raw!r}"}
