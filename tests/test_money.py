@@ -249,6 +249,15 @@ async def test_a_bank_transfer_quoting_the_reference_pays_the_order_once(client,
         "provider_clearing": placed["total_fen"],
         "buyer_escrow": -placed["total_fen"],
     }
+    # but the bank saying two things of one transaction is not dropped in silence: refused
+    # whole, the line named (another amount; or, in one file, the same id twice)
+    for disagreeing in (
+        statement((500, "货款", "B0001")),
+        statement((700, "货款", "B0002"), (800, "货款", "B0002")),
+    ):
+        refused = await import_csv(client, shop_, disagreeing)
+        assert "transaction" in problem(refused, 422, "bad_statement")["errors"][-1]["message"]
+    assert await session.scalar(select(func.count()).select_from(StatementLine)) == 1
 
 
 async def test_statement_lines_are_matched_under_over_or_unmatched_and_reviewed(client, session):

@@ -9,6 +9,7 @@ queue, and every manual decision records who made it and why."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -130,19 +131,41 @@ async def import_statement(
 async def _import_batch(
     session: AsyncSession, record: StatementImport, batch: list[ReadLine], counts: dict[str, int]
 ) -> None:
-    known = set(
-        await session.scalars(
-            select(StatementLine.transaction_id).where(
-                StatementLine.transaction_id.in_([line.transaction_id for line in batch])
-            )
+    known: dict[str, tuple[int, dt.date, str]] = {
+        transaction_id: (amount, booked_on, currency)
+        for transaction_id, amount, booked_on, currency in await session.execute(
+            select(
+                StatementLine.transaction_id,
+                StatementLine.amount_fen,
+                StatementLine.booked_on,
+                StatementLine.currency,
+            ).where(StatementLine.transaction_id.in_([line.transaction_id for line in batch]))
         )
-    )
+    }
     fresh: list[ReadLine] = []
-    seen: set[str] = set()
-    for line in batch:  # a transaction id twice in one file counts once, like a re-import
-        if line.transaction_id not in known and line.transaction_id not in seen:
-            seen.add(line.transaction_id)
+    disagreeing: list[ReadLine] = []
+    for line in batch:  # a transaction id twice (in one file or two) counts once...
+        content = (line.amount, line.booked_on, line.currency)
+        before = known.setdefault(line.transaction_id, content)
+        if before is content:
             fresh.append(line)
+        elif before != content:  # ...unless the bank says two things about it
+            disagreeing.append(line)
+    if disagreeing:
+        shown = disagreeing[:MAX_REPORTED_ERRORS]
+        raise Invalid(
+            f"{len(disagreeing)} line(s) carry a transaction id already seen with another "
+            "amount, date or currency; nothing was imported. Check with the bank which is right.",
+            code="bad_statement",
+            errors=[
+                {
+                    "field": f"line {line.line_number}",
+                    "message": f"transaction {line.transaction_id} was seen before as "
+                    f"{known[line.transaction_id][0] / 100:.2f} on {known[line.transaction_id][1]}",
+                }
+                for line in shown
+            ],
+        )
     if not fresh:
         return
     codes = sorted({line.reference_code for line in fresh if line.reference_code})
