@@ -271,6 +271,9 @@ _HEADERS: dict[str, tuple[str, ...]] = {
     "payer_account": ("付款账号", "付款人账号", "对方账号", "payer_account"),
     "currency": ("币种", "currency"),
 }
+# A statement of the whole account also lists what went out (payouts, bank charges): in a
+# debit column of its own, or as a negative amount. Such a line is no buyer's money: skipped.
+_DEBIT_HEADERS = ("借方金额", "借方发生额", "支出金额", "debit")
 # Every memo-like column is read (banks often have both 摘要 and 附言) and joined.
 _MEMO_HEADERS = ("附言", "用途", "备注", "摘要", "memo", "remark")
 _REQUIRED = ("booked_on", "amount", "transaction_id")
@@ -314,6 +317,17 @@ class _BadCell(Exception):
 
 MAX_TRANSACTION_ID = 64  # as stored
 MAX_LINE_FEN = 10**15  # ten trillion yuan: beyond any transfer, well inside a bigint
+
+
+def _outgoing(credit: str, debit: str) -> bool:
+    """Whether a line is money going out: a negative amount, or an empty (or zero) credit
+    beside a debit."""
+    amount = unicodedata.normalize("NFKC", credit).strip().lstrip("¥").strip()
+    if amount.startswith("-") and _AMOUNT.fullmatch(amount.removesuffix("元").strip()):
+        return True
+    spent = unicodedata.normalize("NFKC", debit).strip().lstrip("¥").removesuffix("元").strip()
+    nothing_in = amount.strip("0.,") == "" if amount else True
+    return bool(spent) and spent.strip("0.,") != "" and nothing_in
 
 
 def _parse_amount(text: str) -> int:
@@ -395,6 +409,9 @@ def read_statement(lines: Iterable[str]) -> Iterator[StatementLine | StatementEr
             if name in lowered:
                 columns[field] = lowered.index(name)
                 break
+    debit = next((lowered.index(name) for name in _DEBIT_HEADERS if name in lowered), None)
+    if debit is not None:
+        columns["debit"] = debit
     memo_columns = [lowered.index(name) for name in _MEMO_HEADERS if name in lowered]
     missing = [field for field in _REQUIRED if field not in columns]
     if missing:
@@ -435,6 +452,9 @@ def _read_row(
         if index is None or index >= len(row):
             return ""
         return row[index].strip()
+
+    if _outgoing(cell("amount"), cell("debit")):
+        return  # money that left the account: not a transfer to match
 
     errors: list[StatementError] = []
 

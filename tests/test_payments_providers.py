@@ -211,7 +211,7 @@ def test_statement_errors_name_the_line_and_column_and_reading_goes_on():
     text = (
         "交易日期,金额,附言,流水号\n"
         "2024-05-01,12.345,a,T1\n"  # 2: three decimals
-        "2024-05-01,-5.00,b,T2\n"  # 3: negative
+        "2024-05-01,-5.00,b,T2\n"  # 3: negative: money out, skipped
         "2024-05-01,0.00,c,T3\n"  # 4: zero
         "2024-05-01,12.00,d,\n"  # 5: no transaction id
         "2024-02-30,12.00,e,T5\n"  # 6: no such date
@@ -223,7 +223,6 @@ def test_statement_errors_name_the_line_and_column_and_reading_goes_on():
     errors = [r for r in results if isinstance(r, StatementError)]
     assert [(e.line_number, e.column) for e in errors] == [
         (2, "金额"),
-        (3, "金额"),
         (4, "金额"),
         (5, "流水号"),
         (6, "交易日期"),
@@ -232,12 +231,26 @@ def test_statement_errors_name_the_line_and_column_and_reading_goes_on():
         (8, None),
     ]
     assert "more than 2 decimals" in errors[0].message
-    assert "negative" in errors[1].message
-    assert "zero" in errors[2].message
-    assert "transaction id" in errors[3].message
-    assert "not a real date" in errors[4].message
+    assert "zero" in errors[1].message
+    assert "transaction id" in errors[2].message
+    assert "not a real date" in errors[3].message
     good = [r for r in results if isinstance(r, StatementLine)]
     assert [(g.line_number, g.transaction_id, g.amount) for g in good] == [(9, "T8", 800)]
+
+
+def test_a_whole_account_statement_keeps_only_the_money_that_came_in():
+    """Payouts and bank charges are listed too, in a debit column (empty credit) or with a
+    negative amount: skipped, not an error that refuses the file."""
+    text = (
+        "交易日期,借方发生额,贷方发生额,摘要,流水号\n"
+        "2024-05-01,,1280.00,货款,C1\n"
+        "2024-05-01,35000.00,,代付合作社,D1\n"
+        "2024-05-01,2.50,0.00,手续费,D2\n"
+    )
+    results = _read(text)
+    assert [(r.line_number, r.transaction_id, r.amount) for r in results] == [(2, "C1", 128000)]
+    signed = _read("交易日期,金额,流水号\n2024-05-01,-35000.00,D1\n2024-05-01,1.00,C2\n")
+    assert [(r.transaction_id, r.amount) for r in signed] == [("C2", 100)]
 
 
 def test_statement_header_without_required_columns():
