@@ -471,6 +471,19 @@ async def test_a_worker_never_writes_back_a_listing_a_request_is_hiding(clean_db
     assert (await sync.check(maker, backend)).in_step
 
 
+async def test_an_outbox_row_of_no_listing_is_taken_not_deferred_for_ever(clean_db, engine):
+    maker = create_sessionmaker(engine)
+    backend = PostgresSearch(engine)
+    async with maker() as session, session.begin():
+        await session.execute(
+            text("INSERT INTO search_outbox (listing_id) VALUES (:id)"), {"id": uuid.uuid4()}
+        )
+    drained = await sync.drain_once(maker, backend)
+    assert (drained.claimed, drained.written, drained.error) == (1, 0, None)
+    async with maker() as session:
+        assert await outbox(session) == []
+
+
 async def test_a_reindex_leaves_a_listing_being_changed_to_the_worker(clean_db, engine):
     maker = create_sessionmaker(engine)
     backend = PostgresSearch(engine)

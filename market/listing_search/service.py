@@ -166,6 +166,7 @@ _DONE = text("DELETE FROM search_outbox WHERE id = ANY(:ids)")
 # order. A request never needs the hold: the listings in its own outbox rows are the ones it
 # inserted or updated, which it holds already.
 _HOLD = text("SELECT id FROM listing WHERE id = ANY(:ids) ORDER BY id FOR SHARE SKIP LOCKED")
+_EXISTING = text("SELECT id FROM listing WHERE id = ANY(:ids)")
 _LATER = text(
     "UPDATE search_outbox SET available_at = now() + interval '1 second' WHERE id = ANY(:ids)"
 )
@@ -242,6 +243,11 @@ async def drain_once(
             return Drained()
         claimed = len(rows)
         held = await _hold(search, conn, sorted({row.listing_id for row in rows}))
+        if len(held) < len({row.listing_id for row in rows}):
+            # a listing gone altogether (deleted by hand) is nobody's to wait for
+            held |= {row.listing_id for row in rows} - set(
+                (await conn.execute(_EXISTING, {"ids": [r.listing_id for r in rows]})).scalars()
+            )
         busy = [row.id for row in rows if row.listing_id not in held]
         if busy:
             await conn.execute(_LATER, {"ids": busy})
