@@ -712,6 +712,64 @@ async def test_a_refund_and_a_settlement_of_one_part_at_once_keep_escrow_whole(
         assert await ledger.order_escrow(check, uuid.UUID(placed["id"])) == 0
 
 
+async def test_a_part_never_gets_back_more_than_it_cost(client, session):
+    """A platform refund naming a part, then a dispute decided in full on it: together they
+    give back at most the part's goods, freight and fee share (they gave 300 + the part's
+    goods and freight before), and a further refund naming it is refused."""
+    from market.orders.service import part_amounts
+
+    shop_ = await shop(session)
+    _, placed = await two_part_order(client, session, shop_)  # the other part keeps money in
+    transfer = await pay_by_transfer(client, shop_, placed)
+    code = transfer["transfer_instructions"]["reference_code"]
+    await import_csv(client, shop_, statement((placed["total_fen"], code, "P1")))
+    mine = next(
+        f for f in placed["fulfilments"] if f["cooperative_id"] == str(shop_.supply.cooperative.id)
+    )
+    await ship_and_deliver(client, shop_, {**placed, "fulfilments": [mine]})
+    part = mine["id"]
+    payment = await session.scalar(
+        select(Payment).where(Payment.order_id == uuid.UUID(placed["id"]))
+    )
+    assert payment is not None
+    url = f"/platform/payments/{payment.id}/refunds"
+    operator = bearer(shop_.platform)
+    first = await client.post(
+        url,
+        headers=operator | key(),
+        json={"amount_fen": 30_000, "reason": "运输破损", "fulfilment_id": part},
+    )
+    assert first.status_code == 202, first.text
+    dispute = await client.post(
+        orders_url(shop_.buyer, placed["id"], "disputes"),
+        headers=bearer(shop_.token) | key(),
+        json={"fulfilment_id": part, "reason": "quality", "description": "整批霉变"},
+    )
+    assert dispute.status_code == 201, dispute.text
+    decided = await client.post(
+        f"/platform/disputes/{dispute.json()['id']}/decide",
+        headers=operator | key(),
+        json={"decision": "full_refund", "note": "全额退款"},
+    )
+    assert decided.status_code == 200, decided.text
+    await work(session)
+    order_row = await session.get(Order, uuid.UUID(placed["id"]))
+    assert order_row is not None
+    gross, _ = part_amounts(order_row, list(await session.scalars(select(Fulfilment))))[
+        uuid.UUID(part)
+    ]
+    given = await session.scalar(
+        select(func.sum(Refund.amount_fen)).where(Refund.status != "failed")
+    )
+    assert given == gross < placed["total_fen"]
+    more = await client.post(
+        url,
+        headers=operator | key(),
+        json={"amount_fen": 1, "reason": "再退", "fulfilment_id": part},
+    )
+    assert problem(more, 409, "refund_exceeds_part")["refundable_fen"] == 0
+
+
 async def test_refund_amounts_must_be_whole_positive_fen_within_the_limit(client, session):
     shop_ = await shop(session)
     placed = await paid_order(client, shop_)

@@ -534,6 +534,20 @@ async def _refund_source(
     )
 
 
+async def _part_room(session: AsyncSession, order_id: uuid.UUID, fulfilment_id: uuid.UUID) -> int:
+    """What one part can still get back: its goods, freight and fee share, less the refunds
+    recorded for it (every kind, but those that failed)."""
+    order = await orders_service.get_order(session, order_id=order_id)
+    parts = await orders_service.fulfilments_of(session, [order_id])
+    gross, _ = orders_service.part_amounts(order, parts)[fulfilment_id]
+    given = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+            Refund.fulfilment_id == fulfilment_id, Refund.status != "failed"
+        )
+    )
+    return gross - int(given or 0)
+
+
 async def _hold_order_money(session: AsyncSession, order_id: uuid.UUID) -> None:
     """Refunds and settlements of one order, one at a time (until the transaction ends): each
     reads what the other wrote. Without it a refund that found the part not yet settled and
@@ -577,6 +591,16 @@ async def request_refund(
                 "from its cooperative's payable.",
                 code="escrow_short",
                 escrow_fen=held,
+            )
+    if fulfilment_id is not None:
+        part_room = await _part_room(session, payment.order_id, fulfilment_id)
+        if amount > part_room:
+            raise Conflict(
+                f"Only {notifications_service.yuan(part_room)} of this part can still be "
+                "refunded: its goods, freight and fee share, less what its refunds (decided "
+                "disputes, declines, earlier refunds) already give back.",
+                code="refund_exceeds_part",
+                refundable_fen=part_room,
             )
     source = await _refund_source(session, fulfilment_id if from_payable else None, payment)
     refund = Refund(
@@ -795,6 +819,7 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
                 Dispute.refund_fen > 0,
                 ~exists().where(Refund.dispute_id == Dispute.id),
             )
+            .order_by(Dispute.decided_at.desc())  # one left with nothing to give never blocks
             .limit(limit)
         )
     )
@@ -802,7 +827,13 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
         payment = await _live_payment(session, order_id)
         if payment is None:
             continue
-        amount = min(int(refund_fen or 0), payment.captured_fen - payment.refunded_fen)
+        # never more than the part can still get back (a platform refund naming it may
+        # have given some already): the rest of the decision was paid that way
+        amount = min(
+            int(refund_fen or 0),
+            payment.captured_fen - payment.refunded_fen,
+            await _part_room(session, order_id, fulfilment_id),
+        )
         if amount > 0 and await _try_refund(
             session,
             payment=payment,
