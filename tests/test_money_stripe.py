@@ -729,6 +729,47 @@ async def test_switching_method_cancels_the_pending_one_unless_money_has_arrived
     assert code in refused.json()["detail"]
 
 
+async def test_an_authorisation_that_lapses_before_shipping_puts_the_order_back_to_payment(
+    card_client, session, front_end, providers
+):
+    """The card authorisation that paid the order is cancelled at Stripe (voided by the bank,
+    or lapsed uncaptured) before anything shipped: the order waits for payment again (its
+    stock still reserved), the cooperative cannot ship it, and the buyer is told and can pay
+    another way. It used to stay paid with no money behind it."""
+    from market.notifications.models import Notification
+
+    client = card_client
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    card, intent = await authorised(client, session, front_end, shop_, placed)
+    assert await order_status(client, shop_, placed) == "paid"
+    await front_end.v1.payment_intents.cancel_async(intent)
+    lapsed = await deliver(client, event("payment_intent.canceled", {"id": intent}))
+    assert lapsed.status_code == 200
+    await money_service.handle_events(session, providers)
+    assert await order_status(client, shop_, placed) == "pending_payment"
+    stored = await session.get(Payment, uuid.UUID(card["id"]), populate_existing=True)
+    assert stored is not None and stored.status == "cancelled"
+    told = await session.scalar(
+        select(Notification).where(
+            Notification.kind == "payment_failed", Notification.organisation_id == shop_.buyer.id
+        )
+    )
+    assert told is not None
+    part = placed["fulfilments"][0]["id"]
+    refused = await client.post(
+        f"/organisations/{shop_.supply.cooperative.id}/fulfilments/{part}/pack",
+        headers=bearer(shop_.supply.token),
+    )
+    assert problem(refused, 409, "order_not_paid")["current_status"] == "pending_payment"
+    again = await client.post(
+        orders_url(shop_.buyer, placed["id"], "payments"),
+        headers=bearer(shop_.token) | key(),
+        json={"method": "bank_transfer"},
+    )
+    assert again.status_code == 201, again.text
+
+
 async def test_a_refund_the_provider_holds_as_pending_is_not_asked_for_again(
     card_client, session, front_end, providers
 ):

@@ -153,6 +153,9 @@ async def get_refund(session: AsyncSession, *, refund_id: uuid.UUID) -> Refund:
 # ---------------------------------------------------------------- paying
 
 
+# how long an order whose card authorisation lapsed before anything shipped waits for a new
+# payment (its stock stays reserved meanwhile)
+LAPSED_PAYMENT_WAIT = dt.timedelta(hours=24)
 # a lock on a name until the transaction ends (the names: "opening payment <order>", "order
 # money <order>")
 _ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
@@ -353,12 +356,22 @@ async def sync_payment(session: AsyncSession, payment: Payment, remote: Provider
     seen = remote.status.value
     if seen == "cancelled" and payment.captured_fen > 0:
         seen = payment.status  # money was taken: it is refunded, never "cancelled" away
+    # an authorisation that had paid its order, voided or lapsed with nothing taken
+    lapsed = payment.status == "requires_capture" and seen == "cancelled"
     if states.payment_moves(payment.status, seen):
         payment.status = seen
         if seen == "requires_capture":
             payment.authorised_at = utcnow()
         if seen == "cancelled":
             payment.cancelled_at = utcnow()
+    if lapsed and payment.status == "cancelled":
+        await orders_service.payment_lapsed(
+            session,
+            order_id=payment.order_id,
+            reference=_instructions_text(payment),
+            reason=remote.failure_message or "the card authorisation lapsed before it was captured",
+            wait=LAPSED_PAYMENT_WAIT,
+        )
     if (
         payment.status == "pending"
         and remote.failure_message

@@ -5,6 +5,7 @@ confirmed by the buyer or by time."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,8 @@ from market.sourcing import service as sourcing_service
 MAX_LINES = 50
 # the most perishable storage class of a shipment decides how it travels
 _STORAGE_RANK = {"ambient": 0, "chilled": 1, "frozen": 2}
+
+log = logging.getLogger("market.orders")
 
 
 @dataclass(frozen=True)
@@ -731,6 +734,51 @@ async def mark_paid(session: AsyncSession, *, order_id: uuid.UUID, reference: st
     order.updated_at = utcnow()
     await session.flush()
     await _tell_cooperatives(session, order, "order_paid")
+    return order
+
+
+async def payment_lapsed(
+    session: AsyncSession, *, order_id: uuid.UUID, reference: str, reason: str, wait: dt.timedelta
+) -> Order:
+    """The payment that paid the order (`reference`, as `mark_paid` recorded it) fell
+    through before any money was taken: a card authorisation voided by the bank or lapsed
+    uncaptured. While nothing has shipped, the order waits for payment again for `wait`
+    (its stock stays reserved, then expires as any unpaid order); the buyer is told. Once
+    something has shipped, the goods are on their way without money: left to an operator,
+    with an error in the log and the buyer told."""
+    order = await get_order(session, order_id=order_id, lock=True)
+    if order.status not in ("paid", "disputed") or order.payment_reference != reference:
+        return order  # paid otherwise since, or no longer waiting on this payment
+    shipped = any(
+        f.status in ("shipped", "delivered") for f in await fulfilments_of(session, [order.id])
+    )
+    if order.status == "paid" and not shipped:
+        order.status = states.order_transition(order.status, "lapse")
+        order.paid_at = None
+        order.payment_reference = None
+        order.payment_due_at = utcnow() + wait
+        order.updated_at = utcnow()
+        await session.flush()
+    else:
+        log.error(
+            "order %s: the payment %s that paid it fell through (%s) after goods shipped; "
+            "an operator must settle it with the buyer",
+            order.id,
+            reference,
+            reason,
+        )
+    await notifications_service.notify(
+        session,
+        organisation_id=order.buyer_id,
+        kind="payment_failed",
+        subject_type="order",
+        subject_id=order.id,
+        context={
+            "order_ref": str(order.id)[:8],
+            "reason": reason,
+            "due": order.payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M"),
+        },
+    )
     return order
 
 

@@ -3,7 +3,8 @@
 Order: pending_payment → paid → completed (every fulfilment delivered); pending_payment →
 expired (not paid in time); pending_payment or paid → cancelled (while nothing has shipped);
 paid or completed → disputed → paid (after the platform's decision; then completed at once
-when every fulfilment is delivered or cancelled).
+when every fulfilment is delivered or cancelled); paid → pending_payment (the card
+authorisation that paid it lapsed before anything shipped).
 Fulfilment (one per cooperative): pending → packed → shipped → delivered; pending or packed →
 cancelled (with its order).
 """
@@ -19,6 +20,8 @@ ORDER_TRANSITIONS: dict[str, dict[str, str]] = {
     "complete": {"paid": "completed"},
     "dispute": {"paid": "disputed", "completed": "disputed"},
     "resolve": {"disputed": "paid"},
+    # the authorisation that paid it lapsed before anything shipped: it waits for payment again
+    "lapse": {"paid": "pending_payment"},
 }
 FULFILMENT_TRANSITIONS: dict[str, dict[str, str]] = {
     "pack": {"pending": "packed"},
@@ -39,6 +42,7 @@ _PAST = {
     "complete": "completed",
     "dispute": "disputed",
     "resolve": "resolved",
+    "lapse": "returned to waiting for payment",
     "pack": "packed",
     "ship": "shipped",
     "deliver": "confirmed as delivered",
