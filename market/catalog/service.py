@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import china_today
@@ -145,7 +145,10 @@ async def list_products(
     return await paginate(session, stmt, page, [Product.created_at, Product.id])
 
 
-_LISTED = text("SELECT EXISTS (SELECT 1 FROM listing WHERE product_id = :p AND status <> 'closed')")
+async def _listed(session: AsyncSession, product_id: uuid.UUID) -> bool:
+    from market.listings import service as listings_service  # listings imports this module
+
+    return await listings_service.product_has_open_listing(session, product_id)
 
 
 async def update_product(
@@ -177,7 +180,7 @@ async def update_product(
     size_after = (
         1 if unit == "piece" else box_net_weight_g if unit == "box" else GRAMS_PER_UNIT.get(unit, 0)
     )
-    if size_after != unit_size(product) and await session.scalar(_LISTED, {"p": product.id}):
+    if size_after != unit_size(product) and await _listed(session, product.id):
         # a listing counts its stock in units of the size it was listed with (the lot's
         # grams are committed by it); orders, freight and the public page would count another
         raise Conflict(

@@ -1214,6 +1214,17 @@ async def agreed_rows(
     return [dict(row) for row in result.mappings()]
 
 
+async def product_has_open_listing(session: AsyncSession, product_id: uuid.UUID) -> bool:
+    """Whether a listing of the product is not closed (its stock counts in the product's
+    unit of sale as it was when listed)."""
+    found = await session.scalar(
+        select(Listing.id)
+        .where(Listing.product_id == product_id, Listing.status != "closed")
+        .limit(1)
+    )
+    return found is not None
+
+
 async def count_public(session: AsyncSession) -> int:
     return int(await session.scalar(select(func.count()).where(publicly_visible())) or 0)
 

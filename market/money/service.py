@@ -379,18 +379,7 @@ async def sync_payment(session: AsyncSession, payment: Payment, remote: Provider
     ):
         payment.failure_message = remote.failure_message
         order = await orders_service.get_order(session, order_id=payment.order_id)
-        await notifications_service.notify(
-            session,
-            organisation_id=payment.buyer_id,
-            kind="payment_failed",
-            subject_type="order",
-            subject_id=payment.order_id,
-            context={
-                "order_ref": str(payment.order_id)[:8],
-                "reason": remote.failure_message,
-                "due": order.payment_due_at.strftime("%m-%d %H:%M UTC"),
-            },
-        )
+        await orders_service.tell_payment_failed(session, order, remote.failure_message)
     payment.synced_at = utcnow()
     payment.updated_at = utcnow()
     await session.flush()

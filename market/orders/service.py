@@ -767,6 +767,12 @@ async def payment_lapsed(
             reference,
             reason,
         )
+    await tell_payment_failed(session, order, reason)
+    return order
+
+
+async def tell_payment_failed(session: AsyncSession, order: Order, reason: str) -> None:
+    """Tell the buyer a payment of the order did not go through, and until when it can pay."""
     await notifications_service.notify(
         session,
         organisation_id=order.buyer_id,
@@ -779,7 +785,6 @@ async def payment_lapsed(
             "due": order.payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M"),
         },
     )
-    return order
 
 
 async def _expire(session: AsyncSession, order: Order) -> None:
