@@ -770,6 +770,73 @@ async def test_a_part_never_gets_back_more_than_it_cost(client, session):
     assert problem(more, 409, "refund_exceeds_part")["refundable_fen"] == 0
 
 
+async def test_a_refund_naming_no_part_comes_out_of_the_one_part_it_can_be(client, session):
+    """A platform refund that names no part of a one-cooperative order is that part's: its
+    settlement is the less for it. It used to be the order's, no part's: the part was then
+    settled in full from an escrow the refund had already taken from (escrow below zero, the
+    platform paying the cooperative money the buyer had got back)."""
+    shop_ = await shop(session)
+    placed = await paid_order(client, shop_)
+    payment = await session.scalar(
+        select(Payment).where(Payment.order_id == uuid.UUID(placed["id"]))
+    )
+    assert payment is not None
+    refunded = await client.post(
+        f"/platform/payments/{payment.id}/refunds",
+        headers=bearer(shop_.platform) | key(),
+        json={"amount_fen": 3000, "reason": "包装破损补偿"},
+    )
+    assert refunded.status_code == 202, refunded.text
+    assert refunded.json()["fulfilment_id"] == placed["fulfilments"][0]["id"]
+    await ship_and_deliver(client, shop_, placed)
+    assert (await work(session))["settled"] == 1
+    coop = shop_.supply
+    [settled] = (
+        await client.get(
+            f"/organisations/{coop.cooperative.id}/settlements", headers=bearer(coop.token)
+        )
+    ).json()["items"]
+    assert settled["refunded_before_fen"] == 3000
+    assert settled["net_fen"] == placed["goods_fen"] + placed["logistics_fen"] - 3000
+    totals = await balances(session)
+    assert totals["buyer_escrow"] == 0
+    assert sum(totals.values()) == 0
+
+
+async def test_a_refund_of_a_split_order_names_its_part_unless_it_is_money_nobody_is_owed(
+    client, session
+):
+    """With two cooperatives' parts, a platform refund that names neither is refused (422
+    naming fulfilment_id, nothing written) unless it gives back what the buyer paid beyond
+    the order; that excess is then not sent back a second time as an overpayment."""
+    shop_ = await shop(session)
+    _, placed = await two_part_order(client, session, shop_)
+    transfer = await pay_by_transfer(client, shop_, placed)
+    code = transfer["transfer_instructions"]["reference_code"]
+    await import_csv(client, shop_, statement((placed["total_fen"] + 5000, code, "X1")))
+    payment = await session.scalar(
+        select(Payment).where(Payment.order_id == uuid.UUID(placed["id"]))
+    )
+    assert payment is not None
+    url = f"/platform/payments/{payment.id}/refunds"
+    operator = bearer(shop_.platform)
+    whose = await client.post(
+        url, headers=operator | key(), json={"amount_fen": 6000, "reason": "补偿"}
+    )
+    assert problem(whose, 422, "invalid")["errors"][0]["field"] == "fulfilment_id"
+    assert await session.scalar(select(func.count()).select_from(Refund)) == 0
+    excess = await client.post(
+        url, headers=operator | key(), json={"amount_fen": 5000, "reason": "多付退回"}
+    )
+    assert excess.status_code == 202, excess.text
+    assert excess.json()["fulfilment_id"] is None
+    await work(session)
+    await work(session)
+    refunds = [(r.kind, r.amount_fen) for r in await session.scalars(select(Refund))]
+    assert refunds == [("manual", 5000)]  # no overpayment refund besides
+    assert await ledger.order_escrow(session, uuid.UUID(placed["id"])) == placed["total_fen"]
+
+
 async def test_refund_amounts_must_be_whole_positive_fen_within_the_limit(client, session):
     shop_ = await shop(session)
     placed = await paid_order(client, shop_)

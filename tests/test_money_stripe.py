@@ -418,6 +418,52 @@ async def test_refund_news_before_payment_news_ends_in_the_right_state(
     assert sum(totals.values()) == 0
 
 
+async def test_a_dashboard_refund_of_a_split_order_is_shared_among_its_parts(
+    card_client, session, front_end
+):
+    """A refund made in the Stripe dashboard names no part: on a two-cooperative order it is
+    recorded against both parts in proportion to their amounts (each one's settlement is the
+    less for it, escrow never below zero), and the buyer is told once, of all of it."""
+    from market.orders.models import Fulfilment
+    from market.orders.service import part_amounts
+
+    client = card_client
+    shop_ = await shop(session)
+    _, placed = await two_part_order(client, session, shop_)
+    payment = await card_payment(client, shop_, placed)
+    intent = await intent_of(session, payment["id"])
+    await confirm_card(front_end, intent)
+    await front_end.v1.payment_intents.capture_async(intent)
+    await front_end.v1.refunds.create_async(params={"payment_intent": intent, "amount": 1001})
+    refunded = await deliver(
+        client, event("charge.refunded", {"id": "ch_y", "payment_intent": intent})
+    )
+    assert refunded.status_code == 200, refunded.text
+    order_row = await session.get(Order, uuid.UUID(placed["id"]))
+    assert order_row is not None
+    grosses = {
+        part: gross
+        for part, (gross, _) in part_amounts(
+            order_row, list(await session.scalars(select(Fulfilment)))
+        ).items()
+    }
+    shares = {
+        r.fulfilment_id: r.amount_fen
+        for r in await session.scalars(select(Refund).where(Refund.kind == "provider"))
+    }
+    assert set(shares) == set(grosses) and sum(shares.values()) == 1001
+    total = sum(grosses.values())
+    for part, share in shares.items():
+        assert abs(share - 1001 * grosses[part] / total) < 1, (share, grosses)
+    told = list(
+        await session.scalars(select(Notification).where(Notification.kind == "refund_paid"))
+    )
+    assert len(told) == 1 and "10.01" in told[0].body
+    totals = await balances(session)
+    assert totals["buyer_escrow"] == -(placed["total_fen"] - 1001)
+    assert sum(totals.values()) == 0
+
+
 async def test_the_same_event_delivered_twice_at_once_is_handled_once(
     committing_session, settings, engine, stripe_url, front_end
 ):

@@ -97,7 +97,9 @@ class RefundCreate(Input):
     fulfilment_id: uuid.UUID | None = Field(
         default=None,
         description="The part refunded; taken from its cooperative's payable when already "
-        "settled, else from escrow.",
+        "settled, else from escrow. Without it, the order's only part, or, for money paid "
+        "beyond what the order owes, no part; an order of several cooperatives needs it "
+        "(422).",
     )
 
 

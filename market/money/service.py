@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, text
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -550,6 +550,70 @@ async def _part_room(session: AsyncSession, order_id: uuid.UUID, fulfilment_id: 
     return gross - int(given or 0)
 
 
+# Refunds that may name no part: a platform user's, and one made at the provider outside
+# AgriBridge. Such a refund is of money no part is owed, or is made a part's (_unnamed_parts).
+_UNNAMED_KINDS = ("manual", "provider")
+
+
+def _beyond_owed(*kinds: str) -> ColumnElement[bool]:
+    """Refunds of money that no live part is owed: those of the given kinds, and the platform
+    and provider refunds that name no part (kept to such money by `_unnamed_parts`)."""
+    return or_(
+        Refund.kind.in_(kinds),
+        and_(Refund.fulfilment_id.is_(None), Refund.kind.in_(_UNNAMED_KINDS)),
+    )
+
+
+async def _unnamed_parts(
+    session: AsyncSession, payment: Payment, amount: int, kind: str
+) -> list[tuple[uuid.UUID | None, int]]:
+    """Whose money a refund that names no part gives back, as (part, amount) pieces; None is
+    nobody's. Money the payment took beyond what the order owes is nobody's, as is all of a
+    dead order's or a replaced payment's. Any other refund comes out of a part, or that
+    part's settlement would pay its cooperative money the buyer got back (escrow below
+    zero): the order's one part; with several, a platform user names it (422 naming
+    `fulfilment_id`), and a refund already made at the provider is shared among them in
+    proportion to what each can still get back."""
+    order = await orders_service.get_order(session, order_id=payment.order_id)
+    if order.status in ("cancelled", "expired") or payment.status == "cancelled":
+        return [(None, amount)]
+    parts = await orders_service.fulfilments_of(session, [order.id])
+    returned = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+            Refund.payment_id == payment.id,
+            Refund.status != "failed",
+            _beyond_owed("declined_part", "overpayment"),
+        )
+    )
+    if amount <= payment.captured_fen - collectable_fen(order, parts) - int(returned or 0):
+        return [(None, amount)]
+    live = [part.id for part in parts if part.decline_reason is None]
+    if len(live) == 1:
+        return [(live[0], amount)]
+    if kind != "provider":
+        raise Invalid.field(
+            "fulfilment_id",
+            f"This order is split among {len(live)} cooperatives: name the part the refund "
+            f"comes out of ({', '.join(map(str, live))}).",
+        )
+    rooms = [max(0, await _part_room(session, order.id, part)) for part in live]
+    shares = _in_proportion(amount, rooms)
+    return [(part, share) for part, share in zip(live, shares, strict=True) if share]
+
+
+def _in_proportion(amount: int, weights: list[int]) -> list[int]:
+    """`amount` shared in proportion to `weights` in whole fen (largest remainders; equal
+    shares when every weight is 0)."""
+    if not any(weights):
+        weights = [1] * len(weights)
+    total = sum(weights)
+    shares = [amount * w // total for w in weights]
+    by_remainder = sorted(range(len(weights)), key=lambda k: (-(amount * weights[k] % total), k))
+    for k in by_remainder[: amount - sum(shares)]:
+        shares[k] += 1
+    return shares
+
+
 async def _hold_order_money(session: AsyncSession, order_id: uuid.UUID) -> None:
     """Refunds and settlements of one order, one at a time (until the transaction ends): each
     reads what the other wrote. Without it a refund that found the part not yet settled and
@@ -572,8 +636,12 @@ async def request_refund(
     """Record a refund of a locked payment and hold the money for it (escrow, or the
     cooperative's payable when its part was already settled). The provider is called by
     `execute_refunds` after commit. Never more than captured, even with concurrent requests:
-    the payment row is locked and the database checks refunded ≤ captured."""
+    the payment row is locked and the database checks refunded ≤ captured. A platform
+    user's refund that names no part is made its part's when it has to be
+    (`_unnamed_parts`)."""
     await _hold_order_money(session, payment.order_id)  # then read settlements and escrow
+    if fulfilment_id is None and kind == "manual":
+        [(fulfilment_id, _)] = await _unnamed_parts(session, payment, amount, kind)
     room = payment.captured_fen - payment.refunded_fen
     if amount > room:
         raise Conflict(
@@ -639,8 +707,9 @@ async def request_refund(
 
 
 async def _refund_paid(
-    session: AsyncSession, refund: Refund, payment: Payment, remote_id: str
+    session: AsyncSession, refund: Refund, payment: Payment, remote_id: str, *, tell: bool = True
 ) -> None:
+    """The provider paid the refund; the buyer is told (unless `tell` is False)."""
     refund.status = "succeeded"
     refund.provider_refund_id = remote_id
     refund.succeeded_at = utcnow()
@@ -661,16 +730,23 @@ async def _refund_paid(
         refund_id=refund.id,
     )
     await session.flush()
+    if tell:
+        await _tell_refund_paid(session, payment, refund.amount_fen, refund.reason)
+
+
+async def _tell_refund_paid(
+    session: AsyncSession, payment: Payment, amount: int, reason: str
+) -> None:
     await notifications_service.notify(
         session,
         organisation_id=payment.buyer_id,
         kind="refund_paid",
         subject_type="order",
-        subject_id=refund.order_id,
+        subject_id=payment.order_id,
         context={
-            "order_ref": str(refund.order_id)[:8],
-            "amount": notifications_service.yuan(refund.amount_fen),
-            "reason": refund.reason,
+            "order_ref": str(payment.order_id)[:8],
+            "amount": notifications_service.yuan(amount),
+            "reason": reason,
         },
     )
 
@@ -723,14 +799,20 @@ async def sync_refunds(session: AsyncSession, provider: PaymentProvider, payment
                     "(refunds already owed claim the rest): reconcile it by hand.",
                     code="refund_outside_room",
                 )
-            outside = await request_refund(
-                session,
-                payment=payment,
-                amount=remote.amount,
-                kind="provider",
-                reason="refunded at the provider, outside AgriBridge",
-            )
-            await _refund_paid(session, outside, payment, remote.provider_id)
+            reason = "refunded at the provider, outside AgriBridge"
+            await _hold_order_money(session, payment.order_id)
+            for part, amount in await _unnamed_parts(session, payment, remote.amount, "provider"):
+                outside = await request_refund(
+                    session,
+                    payment=payment,
+                    amount=amount,
+                    kind="provider",
+                    reason=reason,
+                    fulfilment_id=part,
+                )
+                await _refund_paid(session, outside, payment, remote.provider_id, tell=False)
+            # one refund at the provider, however many parts it came out of: told once
+            await _tell_refund_paid(session, payment, remote.amount, reason)
 
 
 async def _apply_refund(
@@ -952,7 +1034,7 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
         returned_excess = await session.scalar(
             select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
                 Refund.payment_id == payment.id,
-                Refund.kind.in_(("declined_part", "overpayment")),
+                _beyond_owed("declined_part", "overpayment"),
                 Refund.status != "failed",
             )
         )
@@ -973,7 +1055,7 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
         select(func.coalesce(func.sum(Refund.amount_fen), 0))
         .where(
             Refund.payment_id == Payment.id,
-            Refund.kind == "overpayment",
+            _beyond_owed("overpayment"),
             Refund.status != "failed",
         )
         .scalar_subquery()
@@ -999,7 +1081,7 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
             await session.scalar(
                 select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
                     Refund.payment_id == payment.id,
-                    Refund.kind == "overpayment",
+                    _beyond_owed("overpayment"),
                     Refund.status != "failed",
                 )
             )
