@@ -26,6 +26,7 @@ from market.db import (
     create_sessionmaker,
     job_session,
     open_database,
+    short_ref,
 )
 from market.errors import MarketError, StartupError
 
@@ -617,7 +618,7 @@ def payments_ledger() -> None:
     total = 0
     for kind, organisation, provider, currency, balance in rows:
         total += balance
-        owner = provider or (str(organisation)[:8] if organisation else "")
+        owner = provider or (short_ref(organisation) if organisation else "")
         console.print(
             f"{ledger.ACCOUNT_NAMES[kind]:<40} {owner:<10} {currency} {_yuan(balance):>16}",
             highlight=False,

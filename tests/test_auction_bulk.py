@@ -10,12 +10,13 @@ import uuid
 from typing import Any
 from unittest import mock
 
+import pytest
 from hypothesis import given
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import china_today
-from market.db import new_ids
+from market.db import new_id, new_ids, short_ref
 from market.errors import MarketError
 from market.logistics import service as logistics_service
 from market.notifications import service as notifications_service
@@ -162,7 +163,7 @@ def normal(value: Any, ids: dict[str, str]) -> Any:
         value = str(value)
     if isinstance(value, str):
         for found, name in ids.items():
-            value = value.replace(found, name).replace(found[:8], name)
+            value = value.replace(found, name).replace(short_ref(uuid.UUID(found)), name)
         return re.sub(r"\d{2}-\d{2} \d{2}:\d{2}", "<due>", value)  # the deadline's minute
     return value
 
@@ -396,16 +397,61 @@ async def test_bulk_orders_are_what_place_order_makes(client, session):
     ]
 
 
-def test_new_ids_are_distinct_random_uuids() -> None:
-    """The ids a clearing gives its orders: version 4, the RFC 4122 variant, all distinct,
-    usable wherever a `uuid.UUID` is (equal and hashed as the same id parsed from text)."""
-    ids = new_ids(4096)
-    assert len(set(ids)) == 4096
-    assert {i.version for i in ids} == {4} and {i.variant for i in ids} == {uuid.RFC_4122}
+def test_new_ids_are_distinct_time_ordered_uuids() -> None:
+    """The ids a clearing gives its orders (and every row its model's id): version 7, the RFC
+    4122 variant, all distinct, each larger than every one made before it in the process,
+    whether made in one batch, one by one, across the counter's 30-bit boundaries or when the
+    counter runs out within a millisecond; carrying the millisecond of their making; usable
+    wherever a `uuid.UUID` is (equal and hashed as the same id parsed from text); named to
+    people by random digits (short_ref), not by the shared time."""
+    import time
+
+    from market import db
+
+    before = time.time_ns() // 1_000_000
+    ids = new_ids(4096) + [new_id() for _ in range(50)] + new_ids(3)
+    assert len(set(ids)) == len(ids)
+    assert {i.version for i in ids} == {7} and {i.variant for i in ids} == {uuid.RFC_4122}
+    assert [i.bytes for i in ids] == sorted(i.bytes for i in ids)
+    made = int.from_bytes(ids[0].bytes[:6])
+    assert before <= made <= time.time_ns() // 1_000_000
     assert all(isinstance(i, uuid.UUID) for i in ids)
     parsed = uuid.UUID(str(ids[0]))
     assert parsed == ids[0] and hash(parsed) == hash(ids[0]) and {parsed: 1}[ids[0]] == 1
     assert new_ids(0) == []
+    assert len({short_ref(i) for i in ids[:4096]}) > 4000  # 32 random bits each
+    # a counter 3 short of a 30-bit boundary, then one about to run out: still increasing
+    ms, _ = db._last_v7
+    db._last_v7 = (ms + 60_000, (5 << 30) - 3)
+    across = new_ids(10)
+    db._last_v7 = (db._last_v7[0], (1 << 42) - 5)
+    out = new_ids(10)
+    more = [ids[-1], *across, *out]
+    assert [i.bytes for i in more] == sorted(i.bytes for i in more)
+    assert len(set(more)) == len(more) and {i.version for i in more} == {7}
+
+
+def test_the_collector_pause_resumes_after_the_last_user_even_on_errors() -> None:
+    """A clearing pauses the cyclic garbage collector; nested or overlapping pauses resume it
+    once, when the last ends (an error included), and leave it off if it was off."""
+    import gc
+
+    from market.db import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+        with pytest.raises(RuntimeError), collector_paused():
+            raise RuntimeError("a clearing failed")
+        assert not gc.isenabled()  # the outer one still runs
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 async def test_key_checks_are_planned_for_the_tables_as_they_are(session):

@@ -14,6 +14,7 @@ from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request, status
 from fastapi.responses import Response
 
 from market.config import Settings
+from market.db import short_ref
 from market.deps import (
     CurrentUserId,
     PaymentsDep,
@@ -465,7 +466,7 @@ async def payout_file(
                 account_number=p.account_number,
                 bank_name=p.bank_name,
                 amount=p.amount_fen,
-                memo=f"农商桥结算 {str(batch.id)[:8]}",
+                memo=f"农商桥结算 {short_ref(batch.id)}",
             )
             for p in await service.payouts_of(session, batch.id)
         ),
@@ -474,7 +475,7 @@ async def payout_file(
     return Response(
         out.getvalue().encode("utf-8"),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="payout-{str(batch.id)[:8]}.csv"'},
+        headers={"Content-Disposition": f'attachment; filename="payout-{short_ref(batch.id)}.csv"'},
     )
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from market.db import utcnow
+from market.db import new_id, short_ref, utcnow
 from market.errors import Conflict, Invalid, MarketError, NotFound
 from market.money import ledger, states
 from market.money.ledger import Leg
@@ -249,7 +249,7 @@ async def start_payment(
                 "This order is already paid.", code="already_paid", current_status=live.status
             )
     payment = Payment(
-        id=uuid.uuid4(),
+        id=new_id(),
         order_id=order.id,
         buyer_id=buyer_id,
         provider=provider_name,
@@ -270,7 +270,7 @@ async def start_payment(
                 currency=order.currency,
                 idempotency_key=f"payment-{payment.id}",
                 reference=str(payment.id),
-                description=f"农商桥订单 {str(order.id)[:8]}",
+                description=f"农商桥订单 {short_ref(order.id)}",
                 method_types=(method,),
                 capture_method=provider.capture_methods[method],
                 metadata={"order_id": str(order.id), "payment_id": str(payment.id)},
@@ -674,7 +674,7 @@ async def request_refund(
             )
     source = await _refund_source(session, fulfilment_id if from_payable else None, payment)
     refund = Refund(
-        id=uuid.uuid4(),
+        id=new_id(),
         payment_id=payment.id,
         order_id=payment.order_id,
         fulfilment_id=fulfilment_id,
@@ -744,7 +744,7 @@ async def _tell_refund_paid(
         subject_type="order",
         subject_id=payment.order_id,
         context={
-            "order_ref": str(payment.order_id)[:8],
+            "order_ref": short_ref(payment.order_id),
             "amount": notifications_service.yuan(amount),
             "reason": reason,
         },
@@ -1327,7 +1327,7 @@ async def _settle(session: AsyncSession, fulfilment: Fulfilment) -> None:
         subject_type="fulfilment",
         subject_id=fulfilment.id,
         context={
-            "order_ref": str(order.id)[:8],
+            "order_ref": short_ref(order.id),
             "gross": notifications_service.yuan(gross - refunded_before),
             "fee": notifications_service.yuan(fee),
             "net": notifications_service.yuan(net),
@@ -1440,7 +1440,7 @@ async def build_payout_batch(
             code="nothing_due",
         )
     batch = PayoutBatch(
-        id=uuid.uuid4(),
+        id=new_id(),
         status="scheduled",
         currency=currency,
         total_fen=sum(payable_now.values()),
@@ -1454,7 +1454,7 @@ async def build_payout_batch(
     for org, amount in sorted(payable_now.items(), key=lambda item: str(item[0])):
         account = accounts[org]
         payout = Payout(
-            id=uuid.uuid4(),
+            id=new_id(),
             batch_id=batch.id,
             cooperative_id=org,
             amount_fen=amount,
@@ -1484,7 +1484,7 @@ async def build_payout_batch(
             context={
                 "account": f"{account.bank_name} {account.account_name}",
                 "amount": notifications_service.yuan(amount),
-                "batch_ref": str(batch.id)[:8],
+                "batch_ref": short_ref(batch.id),
             },
         )
     return batch, missing

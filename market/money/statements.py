@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from market.db import utcnow
+from market.db import new_id, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.money import ledger
 from market.money import service as money_service
@@ -77,7 +77,7 @@ async def import_statement(
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtext('agribridge.statement_import'))")
     )
-    record = StatementImport(id=uuid.uuid4(), filename=filename[:200], imported_by_id=user_id)
+    record = StatementImport(id=new_id(), filename=filename[:200], imported_by_id=user_id)
     session.add(record)
     await session.flush()
     counts = {
@@ -182,7 +182,7 @@ async def _import_batch(
     rows = []
     applied: list[tuple[uuid.UUID, ReadLine, Payment]] = []
     for line in fresh:
-        line_id = uuid.uuid4()
+        line_id = new_id()
         payment = payments.get(line.reference_code) if line.reference_code else None
         if payment is not None and payment.currency != line.currency:
             payment = None

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from market.calendar import CHINA, china_today
 from market.catalog import service as catalog_service
 from market.config import Settings
-from market.db import among, copy_rows, new_ids, utcnow
+from market.db import among, copy_rows, new_id, new_ids, short_ref, utcnow
 from market.errors import Conflict, Invalid, MarketError, NotFound
 from market.listings import service as listings_service
 from market.logistics import service as logistics_service
@@ -198,7 +198,7 @@ async def _tell_cooperatives(session: AsyncSession, order: Order, kind: str, **e
             context={
                 "buyer": buyer.name_zh,
                 "summary": await _summary(session, order, fulfilment.cooperative_id),
-                "order_ref": str(order.id)[:8],
+                "order_ref": short_ref(order.id),
                 "destination": order.destination_code,
                 "due": order.payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M"),
                 **extra,
@@ -284,7 +284,7 @@ async def place_order(
         row["id"]: row for row in await rows_of(connection, [x.listing_id for x in merged], today)
     }
     order = Order(
-        id=uuid.uuid4(),
+        id=new_id(),
         buyer_id=buyer.id,
         placed_by_id=user_id,
         status="pending_payment",
@@ -376,7 +376,7 @@ async def place_order(
         rate = logistics_service.rate_for(shipment["storage"], shipment["grams"])
         days = logistics_service.transit_days(rate, km)
         fulfilment = Fulfilment(
-            id=uuid.uuid4(),
+            id=new_id(),
             order_id=order.id,
             cooperative_id=cooperative_id,
             status="pending",
@@ -780,7 +780,7 @@ async def tell_payment_failed(session: AsyncSession, order: Order, reason: str) 
         subject_type="order",
         subject_id=order.id,
         context={
-            "order_ref": str(order.id)[:8],
+            "order_ref": short_ref(order.id),
             "reason": reason,
             "due": order.payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M"),
         },
@@ -801,7 +801,7 @@ async def _expire(session: AsyncSession, order: Order) -> None:
         subject_type="order",
         subject_id=order.id,
         context={
-            "order_ref": str(order.id)[:8],
+            "order_ref": short_ref(order.id),
             "due": order.payment_due_at.astimezone(CHINA).strftime("%m-%d %H:%M"),
         },
     )
@@ -908,7 +908,7 @@ async def decline(
         subject_id=order.id,
         context={
             "cooperative": cooperative.name_zh,
-            "order_ref": str(order.id)[:8],
+            "order_ref": short_ref(order.id),
             "reason": reason,
             # what the buyer is not charged: goods, freight and the part's share of the fee
             "amount": notifications_service.yuan(part_amounts(order, others)[fulfilment.id][0]),
@@ -1093,7 +1093,7 @@ async def _deliver(session: AsyncSession, order: Order, fulfilment: Fulfilment, 
         subject_type="fulfilment",
         subject_id=fulfilment.id,
         context={
-            "order_ref": str(fulfilment.order_id)[:8],
+            "order_ref": short_ref(fulfilment.order_id),
             "by": "买家确认" if by == "buyer" else "到期自动确认",
         },
     )
@@ -1208,7 +1208,7 @@ async def open_dispute(
         kind="dispute_opened",
         subject_type="dispute",
         subject_id=dispute.id,
-        context={"order_ref": str(order.id)[:8], "reason": dispute.description},
+        context={"order_ref": short_ref(order.id), "reason": dispute.description},
     )
     return dispute
 
@@ -1279,7 +1279,7 @@ async def answer_dispute(
         kind="dispute_answered",
         subject_type="dispute",
         subject_id=dispute.id,
-        context={"order_ref": str(order.id)[:8], "answer": answer},
+        context={"order_ref": short_ref(order.id), "answer": answer},
     )
     return dispute
 
@@ -1339,6 +1339,6 @@ async def decide_dispute(
             kind="dispute_decided",
             subject_type="dispute",
             subject_id=dispute.id,
-            context={"order_ref": str(order.id)[:8], "decision": f"{words}：{note}"},
+            context={"order_ref": short_ref(order.id), "decision": f"{words}：{note}"},
         )
     return dispute

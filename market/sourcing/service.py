@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from market.calendar import china_today
 from market.catalog import service as catalog_service
-from market.db import utcnow
+from market.db import new_id, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.households import service as households_service
 from market.organisations.models import Organisation
@@ -304,7 +304,7 @@ async def _append(session: AsyncSession, values: dict[str, Any]) -> SourcingReco
     values = {
         **values,
         "seq": head.last_seq + 1,
-        "id": uuid.uuid4(),
+        "id": new_id(),
         "recorded_at": utcnow(),
         "prev_hash": head.last_hash,
     }

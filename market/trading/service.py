@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from market.calendar import CHINA, china_today
-from market.db import utcnow
+from market.db import collector_paused, utcnow
 from market.errors import Conflict, Invalid, NotFound
 from market.listings import service as listings_service
 from market.notifications import service as notifications_service
@@ -514,6 +514,13 @@ async def clear_auction(
     Set-based: every winner's order is placed by one `orders_service.place_agreed_orders`
     (the same orders `place_order` would make, a few statements for all), the bids are
     decided by one UPDATE and the buyers told by one `notify_many`."""
+    with collector_paused():
+        return await _clear_auction(session, listing_id=listing_id, terms=terms)
+
+
+async def _clear_auction(
+    session: AsyncSession, *, listing_id: uuid.UUID, terms: orders_service.Terms
+) -> AuctionClearing | None:
     listing = await listings_service.get_listing(session, listing_id=listing_id, lock=True)
     done = await session.get(AuctionClearing, listing_id)
     if done is not None:
