@@ -220,9 +220,10 @@ class OfflineBankTransfer:
         idempotency_key: str,
         metadata: Mapping[str, str],
     ) -> ProviderRefund:
-        """Records the refund as done: the platform transfers the money back itself (in a
-        payout file); the refund id is derived from the idempotency key, so a retry gives
-        the same id."""
+        """Accepts the refund, pending: the platform's bank sends the money back (a transfer
+        to the account it came from, in a batch-transfer file), and a platform user records
+        it sent. The refund id is derived from the idempotency key, so a retry gives the same
+        id."""
         self._check_code(provider_id)
         if amount <= 0:
             raise ProviderError("The amount to refund must be positive.", code="invalid_amount")
@@ -232,7 +233,7 @@ class OfflineBankTransfer:
             payment_provider_id=provider_id,
             amount=amount,
             currency="CNY",
-            status=RefundStatus.succeeded,
+            status=RefundStatus.pending,
             metadata=dict(metadata),
         )
 
@@ -269,6 +270,7 @@ _HEADERS: dict[str, tuple[str, ...]] = {
     "transaction_id": ("流水号", "交易流水号", "transaction_id", "transaction id"),
     "payer_name": ("付款人", "付款人名称", "付款户名", "对方户名", "payer_name", "payer"),
     "payer_account": ("付款账号", "付款人账号", "对方账号", "payer_account"),
+    "payer_bank": ("付款行", "付款人开户行", "付款银行", "对方开户行", "对方行名", "payer_bank"),
     "currency": ("币种", "currency"),
 }
 # A statement of the whole account also lists what went out (payouts, bank charges): in a
@@ -300,6 +302,7 @@ class StatementLine:
     payer_name: str
     payer_account: str
     reference_code: str | None  # found in the memo; None when the buyer quoted none
+    payer_bank: str = ""  # the payer's bank, when the statement has the column
 
 
 @dataclass(frozen=True)
@@ -505,6 +508,7 @@ def _read_row(
         payer_name=cell("payer_name"),
         payer_account=cell("payer_account"),
         reference_code=find_reference(memo) if memo else None,
+        payer_bank=cell("payer_bank"),
     )
 
 

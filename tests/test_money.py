@@ -180,6 +180,24 @@ async def balances(session: AsyncSession) -> dict[str, int]:
     return out
 
 
+async def send_bank_refunds(client: httpx.AsyncClient, shop: Shop) -> list[dict[str, Any]]:
+    """The platform's bank sends every bank refund waiting to be sent, and an operator records
+    each sent (as `POST /platform/refunds/{id}/sent`); the refunds as they were listed."""
+    operator = bearer(shop.platform)
+    listed = await client.get("/platform/bank-refunds", headers=operator)
+    assert listed.status_code == 200, listed.text
+    items: list[dict[str, Any]] = listed.json()["items"]
+    for k, item in enumerate(items):
+        sent = await client.post(
+            f"/platform/refunds/{item['refund']['id']}/sent",
+            headers=operator | key(),
+            json={"bank_reference": f"BK{k:06d}"},
+        )
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["status"] == "succeeded"
+    return items
+
+
 async def ship_and_deliver(client: httpx.AsyncClient, shop: Shop, placed: dict[str, Any]) -> None:
     fid = placed["fulfilments"][0]["id"]
     shipped = await client.post(
@@ -334,8 +352,9 @@ async def test_statement_lines_are_matched_under_over_or_unmatched_and_reviewed(
     )
     assert problem(bad, 422, "validation_failed")["errors"][0]["field"] == "action"
 
-    # the overpayment's excess goes back to the buyer through the worker
+    # the overpayment's excess goes back to the buyer through the worker and the bank
     await work(session)
+    await send_bank_refunds(client, shop_)
     refund = await session.scalar(select(Refund).where(Refund.kind == "overpayment"))
     assert refund is not None and refund.amount_fen == 10000 and refund.status == "succeeded"
     totals = await balances(session)
@@ -873,6 +892,7 @@ async def test_cancelling_a_paid_order_refunds_it_in_full(client, session):
     done = await work(session)
     assert done["refunds_owed"] == 1 and done["refunds_sent"] == 1
     assert (await work(session))["refunds_owed"] == 0
+    await send_bank_refunds(client, shop_)
     [refund] = list(await session.scalars(select(Refund)))
     assert (refund.kind, refund.amount_fen, refund.status) == (
         "cancellation",
@@ -882,6 +902,132 @@ async def test_cancelling_a_paid_order_refunds_it_in_full(client, session):
     totals = await balances(session)
     assert totals["buyer_escrow"] == 0 and totals["provider_clearing"] == 0
     assert totals["refunds_payable"] == 0
+
+
+async def test_a_bank_refund_goes_back_to_the_paying_account_once_the_bank_sends_it(
+    client, session
+):
+    """A refund of a bank transfer is not paid by being recorded: it waits for the platform's
+    bank. Operators see it with the account the money came from (the statement's payer,
+    account and bank), get it in the bank's batch-transfer file, and record it sent with the
+    bank's reference: only then does it succeed, leave refunds_payable, and the buyer hear."""
+    shop_ = await shop(session)
+    placed = await order(client, shop_)
+    payment = await pay_by_transfer(client, shop_, placed)
+    code = payment["transfer_instructions"]["reference_code"]
+    with_bank = (
+        "交易日期,金额,附言,付款人,付款账号,付款行,流水号\n"
+        f"2026-11-30,{yuan(placed['total_fen'])},货款{code},北京新发地商贸有限公司,"
+        "6222020200112233,中国工商银行北京丰台支行,BR1\n"
+    )
+    assert (await import_csv(client, shop_, with_bank)).status_code == 201
+    cancelled = await client.post(
+        orders_url(shop_.buyer, placed["id"], "cancel"),
+        headers=bearer(shop_.token) | key(),
+        json={"reason": "采购计划调整"},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    await work(session)
+    await work(session)  # asked once: the bank is not asked again
+    [refund] = list(await session.scalars(select(Refund)))
+    assert (refund.kind, refund.status) == ("cancellation", "pending")
+    assert (await balances(session))["refunds_payable"] == -placed["total_fen"]
+    operator = bearer(shop_.platform)
+    [listed] = (await client.get("/platform/bank-refunds", headers=operator)).json()["items"]
+    assert listed["refund"]["id"] == str(refund.id)
+    assert (listed["payer_name"], listed["payer_account"], listed["payer_bank"]) == (
+        "北京新发地商贸有限公司",
+        "6222020200112233",
+        "中国工商银行北京丰台支行",
+    )
+    assert listed["order_ref"] == uuid.UUID(placed["id"]).hex[-8:]
+    file = await client.get("/platform/bank-refunds/file", headers=operator)
+    assert file.status_code == 200 and file.headers["x-refunds-left-out"] == "0"
+    rows = list(csv.reader(io.StringIO(file.content.decode("utf-8-sig"))))
+    assert rows[1][:4] == [
+        "北京新发地商贸有限公司",
+        "6222020200112233",
+        "中国工商银行北京丰台支行",
+        yuan(placed["total_fen"]),
+    ]
+    # only operators; a bad reference is refused and changes nothing; a key is needed
+    url = f"/platform/refunds/{refund.id}/sent"
+    problem(
+        await client.post(url, headers=bearer(shop_.token) | key(), json={"bank_reference": "X"}),
+        403,
+        "platform_only",
+    )
+    for bad in ({"bank_reference": ""}, {"bank_reference": "有 空格"}, {"reference": "BK1"}):
+        answer = await client.post(url, headers=operator | key(), json=bad)
+        assert problem(answer, 422, "validation_failed")["errors"][0]["field"] in (
+            "bank_reference",
+            "reference",
+        )
+    keyless = await client.post(url, headers=operator, json={"bank_reference": "BK1"})
+    problem(keyless, 422, "idempotency_key_required")
+    await session.refresh(refund)
+    assert refund.status == "pending"
+    sent = await client.post(url, headers=operator | key(), json={"bank_reference": "BK20261201"})
+    assert sent.status_code == 200, sent.text
+    assert (sent.json()["status"], sent.json()["bank_reference"]) == ("succeeded", "BK20261201")
+    again = await client.post(url, headers=operator | key(), json={"bank_reference": "BK2"})
+    assert problem(again, 409, "invalid_transition")["current_status"] == "succeeded"
+    problem(
+        await client.post(
+            f"/platform/refunds/{uuid.uuid4()}/sent",
+            headers=operator | key(),
+            json={"bank_reference": "BK3"},
+        ),
+        404,
+        "not_found",
+    )
+    totals = await balances(session)
+    assert totals["refunds_payable"] == 0 and totals["buyer_escrow"] == 0
+    assert totals["provider_clearing"] == 0
+    told = await session.scalar(text("SELECT body FROM notification WHERE kind = 'refund_paid'"))
+    assert told is not None and yuan(placed["total_fen"]) in told
+    assert (await client.get("/platform/bank-refunds", headers=operator)).json()["items"] == []
+
+
+async def test_a_bank_refund_recorded_sent_twice_at_once_is_paid_once(
+    committing_client, committing_session
+):
+    session = committing_session
+    shop_ = await shop(session)
+    await session.commit()
+    client = committing_client
+    placed = await paid_order(client, shop_)
+    cancelled = await client.post(
+        orders_url(shop_.buyer, placed["id"], "cancel"),
+        headers=bearer(shop_.token) | key(),
+        json={"reason": "采购计划调整"},
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    maker = _committing_maker(session)
+    await money_tasks.run_once(maker, offline(), NO_HOLD)
+    async with maker() as check:
+        refund = await check.scalar(select(Refund))
+    assert refund is not None and refund.status == "pending"
+    # the statement named no payer's bank: left out of the bank's file, for a person to send
+    file = await client.get("/platform/bank-refunds/file", headers=bearer(shop_.platform))
+    assert file.headers["x-refunds-left-out"] == "1"
+    assert len(file.content.decode("utf-8-sig").splitlines()) == 1  # the header only
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                f"/platform/refunds/{refund.id}/sent",
+                headers=bearer(shop_.platform) | key(),
+                json={"bank_reference": f"BK{k}"},
+            )
+            for k in range(2)
+        )
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    async with maker() as check:
+        paid = await check.scalar(
+            text("SELECT count(*) FROM ledger_transaction WHERE kind = 'refund_paid'")
+        )
+        assert paid == 1
 
 
 async def test_a_cooperative_that_declined_hears_nothing_more_of_the_order(client, session):
@@ -921,6 +1067,7 @@ async def test_a_part_declined_before_the_transfer_of_the_whole_order_is_refunde
     await import_csv(client, shop_, statement((placed["total_fen"], code, "W1")))
     await work(session)
     await work(session)  # nothing more the second time
+    await send_bank_refunds(client, shop_)
     order_row = await session.get(Order, uuid.UUID(placed["id"]), populate_existing=True)
     assert order_row is not None and order_row.status == "paid"
     fulfilments = list(await session.scalars(select(Fulfilment)))
@@ -939,6 +1086,7 @@ async def test_a_declined_part_and_a_decided_dispute_are_refunded_from_escrow(cl
     declined_part = await decline_other_part(client, other, placed, "冷库故障")
     assert (declined_part["status"], declined_part["decline_reason"]) == ("cancelled", "冷库故障")
     await work(session)
+    await send_bank_refunds(client, shop_)
     refund = await session.scalar(select(Refund).where(Refund.kind == "declined_part"))
     fulfilments = list(await session.scalars(select(Fulfilment).order_by(Fulfilment.id)))
     order_row = await session.get(Order, uuid.UUID(placed["id"]))
@@ -1188,6 +1336,7 @@ async def test_money_that_arrives_after_the_order_expired_goes_back(client, sess
     order_row = await session.get(Order, uuid.UUID(placed["id"]), populate_existing=True)
     assert order_row is not None and order_row.status == "expired"
     await work(session)
+    await send_bank_refunds(client, shop_)
     refund = await session.scalar(select(Refund))
     assert refund is not None and refund.kind == "late_payment"
     assert refund.amount_fen == placed["total_fen"] and refund.status == "succeeded"
@@ -1225,6 +1374,7 @@ async def test_every_transfer_beyond_what_is_due_goes_back_and_a_part_paid_order
     await work(session)
     await import_csv(client, shop_, statement((300, code, "H4")))
     await work(session)
+    await send_bank_refunds(client, shop_)
     refunds = list(await session.scalars(select(Refund).order_by(Refund.amount_fen.desc())))
     assert [(r.kind, r.amount_fen, r.status) for r in refunds] == [
         ("overpayment", 700, "succeeded"),

@@ -1,8 +1,8 @@
 """Property-based: after any sequence of orders, bank payments (exact, short, over), refunds,
-cancellations, deliveries, worker rounds and payouts, the books hold — every ledger
-transaction balances, all accounts sum to zero, each cooperative's payable is what was
-settled to it less fees, refunds after settlement and payouts, and no payment has more
-refunded than captured."""
+cancellations, deliveries, worker rounds, bank refunds sent and payouts, the books hold:
+every ledger transaction balances, all accounts sum to zero, each cooperative's payable is
+what was settled to it less fees, refunds after settlement and payouts, and no payment has
+more refunded than captured."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from tests.test_money import (
     import_csv,
     order,
     pay_by_transfer,
+    send_bank_refunds,
     ship_and_deliver,
     shop,
     statement,
@@ -37,6 +38,7 @@ STEP = st.one_of(
     st.tuples(st.just("cancel"), st.integers(0, 7)),
     st.tuples(st.just("work")),
     st.tuples(st.just("payout"), st.booleans()),
+    st.tuples(st.just("send_refunds")),
 )
 
 
@@ -113,6 +115,8 @@ async def _apply(
         assert response.status_code in (200, 409), response.text
     elif kind == "work":
         await work(session)
+    elif kind == "send_refunds":
+        await send_bank_refunds(client, shop_)
     elif kind == "payout":
         built = await client.post(
             "/platform/payout-batches", headers=bearer(shop_.platform) | key()

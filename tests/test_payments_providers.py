@@ -389,7 +389,7 @@ async def test_offline_provider_gives_transfer_instructions():
         await provider.create_payment(_request(amount=0))
 
 
-async def test_offline_provider_cannot_look_up_or_capture_but_cancels_and_refunds():
+async def test_offline_provider_cannot_look_up_or_capture_but_cancels_and_accepts_refunds():
     provider = OfflineBankTransfer(BankAccount("测试账户", "6222", "测试银行"))
     code = reference_code(PAYMENT_ID)
     with pytest.raises(NotSupported):
@@ -404,7 +404,7 @@ async def test_offline_provider_cannot_look_up_or_capture_but_cancels_and_refund
     )
     assert refund.provider_id == "bank-refund-refund-7"
     assert refund.payment_provider_id == code
-    assert (refund.amount, refund.status) == (5000, RefundStatus.succeeded)
+    assert (refund.amount, refund.status) == (5000, RefundStatus.pending)  # the bank sends it
     assert refund.metadata == {"refund_id": "r7"}
     assert await provider.list_refunds(code) == []
     with pytest.raises(ProviderError):

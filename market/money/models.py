@@ -149,6 +149,10 @@ class Refund(IdMixin, CreatedAtMixin, Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     succeeded_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
+    # a bank refund (offline payments): the platform user who recorded it sent, and the
+    # bank's reference of the transfer
+    sent_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"))
+    bank_reference: Mapped[str | None] = mapped_column(String(64))
 
 
 class WebhookEvent(IdMixin, Base):
@@ -343,6 +347,7 @@ class StatementLine(IdMixin, Base):
     memo: Mapped[str] = mapped_column(Text)
     payer_name: Mapped[str] = mapped_column(Text)
     payer_account: Mapped[str] = mapped_column(Text)
+    payer_bank: Mapped[str] = mapped_column(Text, server_default="")
     reference_code: Mapped[str | None] = mapped_column(String(24))
     payment_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("payment.id"))
     outcome: Mapped[str] = mapped_column(String(10))

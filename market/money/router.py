@@ -29,6 +29,9 @@ from market.money import ledger, service, statements
 from market.money.models import Payment, Payout, PayoutBatch
 from market.money.schemas import (
     BalanceRead,
+    BankRefundPage,
+    BankRefundRead,
+    BankRefundSent,
     LedgerAccountBalance,
     PaymentCreate,
     PaymentPage,
@@ -397,6 +400,93 @@ async def refund_payment(
         reason=body.reason,
         fulfilment_id=body.fulfilment_id,
         user_id=user_id,
+    )
+    return RefundRead.model_validate(refund)
+
+
+def _bank_refund_read(item: service.BankRefund) -> BankRefundRead:
+    return BankRefundRead(
+        refund=RefundRead.model_validate(item.refund),
+        order_ref=short_ref(item.refund.order_id),
+        payer_name=item.payer_name,
+        payer_account=item.payer_account,
+        payer_bank=item.payer_bank,
+    )
+
+
+@router.get(
+    "/platform/bank-refunds",
+    tags=["platform"],
+    summary="Refunds of bank transfers waiting for the platform's bank to send them",
+    description="Each with the account the money came from (the payment's latest statement "
+    "line; empty when unknown), oldest first.",
+)
+async def list_bank_refunds(
+    principal: PrincipalDep, session: SessionDep, page: PageDep
+) -> BankRefundPage:
+    await organisations_service.require_platform_operator(session, principal)
+    items, cursor = await service.bank_refunds(session, page=page)
+    return BankRefundPage(items=[_bank_refund_read(i) for i in items], next_cursor=cursor)
+
+
+@router.get(
+    "/platform/bank-refunds/file",
+    tags=["platform"],
+    summary="The bank's batch-transfer file of the refunds to send (CSV, UTF-8 with BOM)",
+    description="Every bank refund waiting to be sent whose payer's account and bank are "
+    "known; the header `X-Refunds-Left-Out` counts the others (send those by hand).",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def bank_refund_file(principal: PrincipalDep, session: SessionDep) -> Response:
+    await organisations_service.require_platform_operator(session, principal)
+    items = await service.all_bank_refunds(session)
+    ready = [i for i in items if i.payer_name and i.payer_account and i.payer_bank]
+    out = io.StringIO()
+    out.write("\ufeff")
+    write_payout_file(
+        (
+            PayoutRow(
+                payout_id=str(i.refund.id),
+                account_name=i.payer_name,
+                account_number=i.payer_account,
+                bank_name=i.payer_bank,
+                amount=i.refund.amount_fen,
+                memo=f"农商桥退款 订单{short_ref(i.refund.order_id)}",
+            )
+            for i in ready
+        ),
+        out,
+    )
+    return Response(
+        out.getvalue().encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="bank-refunds.csv"',
+            "X-Refunds-Left-Out": str(len(items) - len(ready)),
+        },
+    )
+
+
+@router.post(
+    "/platform/refunds/{refund_id}/sent",
+    tags=["platform"],
+    summary="Record a bank refund sent by the platform's bank",
+    description="The refund succeeds, its money leaves `refunds_payable` and the buyer is "
+    "told. 409 `invalid_transition` when it was already recorded sent, 409 "
+    "`not_a_bank_refund` for a Stripe refund. Needs an `Idempotency-Key`.",
+)
+async def bank_refund_sent(
+    refund_id: uuid.UUID,
+    body: BankRefundSent,
+    principal: PrincipalDep,
+    session: SessionDep,
+    user_id: CurrentUserId,
+    _: MoneyMoving,
+) -> RefundRead:
+    await organisations_service.require_platform_operator(session, principal)
+    refund = await service.mark_bank_refund_sent(
+        session, refund_id=refund_id, user_id=user_id, bank_reference=body.bank_reference
     )
     return RefundRead.model_validate(refund)
 

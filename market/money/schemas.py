@@ -52,6 +52,38 @@ class RefundRead(BaseModel):
     last_error: str | None
     created_at: dt.datetime
     succeeded_at: dt.datetime | None
+    bank_reference: str | None = Field(
+        default=None, description="A bank refund's transfer, as the platform recorded it sent."
+    )
+
+
+class BankRefundRead(BaseModel):
+    """A refund of a bank-transfer payment that the platform's bank is to send: back to the
+    account the money came from, as the statement showed it (empty when unknown)."""
+
+    refund: RefundRead
+    order_ref: str
+    payer_name: str
+    payer_account: str
+    payer_bank: str
+
+
+class BankRefundPage(BaseModel):
+    items: list[BankRefundRead]
+    next_cursor: str | None = None
+
+
+class BankRefundSent(Input):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"bank_reference": "BK20261201000123"}]}
+    )
+
+    bank_reference: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[0-9A-Za-z\-_/.]+$",
+        description="The bank's reference of the transfer that sent the money back.",
+    )
 
 
 class PaymentRead(BaseModel):
@@ -228,6 +260,7 @@ class StatementLineRead(BaseModel):
     memo: str
     payer_name: str
     payer_account: str
+    payer_bank: str
     reference_code: str | None
     payment_id: uuid.UUID | None
     outcome: Literal["matched", "underpaid", "overpaid", "unmatched"]

@@ -15,13 +15,15 @@ import json
 import logging
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select, text
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
-from market.db import new_id, short_ref, utcnow
+from market.db import among, new_id, short_ref, utcnow
 from market.errors import Conflict, Invalid, MarketError, NotFound
 from market.money import ledger, states
 from market.money.ledger import Leg
@@ -32,6 +34,7 @@ from market.money.models import (
     PayoutBatch,
     Refund,
     Settlement,
+    StatementLine,
     WebhookEvent,
 )
 from market.notifications import service as notifications_service
@@ -876,6 +879,90 @@ async def execute_refunds(session: AsyncSession, providers: Providers, *, limit:
     return done
 
 
+# ---------------------------------------------------------------- bank refunds
+
+
+@dataclass(frozen=True)
+class BankRefund:
+    """A refund of a bank-transfer payment for the platform's bank to send, and where to: the
+    account of the payment's latest statement line (empty when none is known)."""
+
+    refund: Refund
+    payer_name: str
+    payer_account: str
+    payer_bank: str
+
+
+_BANK_REFUNDS = (
+    select(Refund)
+    .join(Payment, Payment.id == Refund.payment_id)
+    .where(
+        Payment.provider == "offline",
+        Refund.status == "pending",
+        Refund.provider_refund_id.is_not(None),  # accepted: the bank is to send it
+    )
+)
+
+
+async def bank_refunds(
+    session: AsyncSession, *, page: PageParams
+) -> tuple[list[BankRefund], str | None]:
+    """Bank refunds waiting to be sent, oldest first page by page, with their payers."""
+    refunds, cursor = await paginate(session, _BANK_REFUNDS, page, [Refund.created_at, Refund.id])
+    return await _with_payers(session, refunds), cursor
+
+
+async def all_bank_refunds(session: AsyncSession) -> list[BankRefund]:
+    """Every bank refund waiting to be sent, for the bank's batch-transfer file."""
+    refunds = list(await session.scalars(_BANK_REFUNDS.order_by(Refund.created_at, Refund.id)))
+    return await _with_payers(session, refunds)
+
+
+async def _with_payers(session: AsyncSession, refunds: list[Refund]) -> list[BankRefund]:
+    latest = (
+        select(
+            StatementLine.payment_id,
+            StatementLine.payer_name,
+            StatementLine.payer_account,
+            StatementLine.payer_bank,
+        )
+        .where(StatementLine.payment_id == among({r.payment_id for r in refunds}))
+        .order_by(StatementLine.payment_id, StatementLine.booked_on.desc(), StatementLine.id.desc())
+        .ext(distinct_on(StatementLine.payment_id))
+    )
+    payers = {row[0]: row[1:] for row in await session.execute(latest)} if refunds else {}
+    return [BankRefund(r, *payers.get(r.payment_id, ("", "", ""))) for r in refunds]
+
+
+async def mark_bank_refund_sent(
+    session: AsyncSession, *, refund_id: uuid.UUID, user_id: uuid.UUID | None, bank_reference: str
+) -> Refund:
+    """Record that the platform's bank sent a bank refund: the money leaves the ledger's
+    `refunds_payable` and the buyer is told. 409 naming the status for a refund that is not
+    a bank refund waiting to be sent (already sent, or not accepted yet)."""
+    # the refund's row first, then its payment's: the order in which the worker takes them
+    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+    if refund is None:
+        raise NotFound("No such refund.")
+    payment = await get_payment(session, payment_id=refund.payment_id, lock=True)
+    if payment.provider != "offline":
+        raise Conflict(
+            f"This refund goes through {payment.provider}, which sends it itself.",
+            code="not_a_bank_refund",
+        )
+    if refund.status != "pending" or refund.provider_refund_id is None:
+        state = refund.status if refund.status != "pending" else "not yet accepted"
+        raise Conflict(
+            f"This refund cannot be recorded as sent: it is {state}.",
+            code="invalid_transition",
+            current_status=refund.status,
+        )
+    refund.sent_by_id = user_id
+    refund.bank_reference = bank_reference
+    await _refund_paid(session, refund, payment, refund.provider_refund_id)
+    return refund
+
+
 # ---------------------------------------------------------------- derived obligations
 
 
@@ -1248,10 +1335,17 @@ async def settle_due(session: AsyncSession, *, hold: dt.timedelta, limit: int = 
     )
     # and a refund of the part still on its way from escrow waits to succeed or fail: settled
     # less it, a failure would strand its money in escrow (nobody's), the cooperative short
+    # (a bank refund the platform's bank is to send cannot fail here: no need to wait)
+    bank = aliased(Payment)
     refund_under_way = exists().where(
         Refund.fulfilment_id == Fulfilment.id,
         Refund.status == "pending",
         Refund.from_payable.is_(False),
+        ~exists().where(
+            bank.id == Refund.payment_id,
+            bank.provider == "offline",
+            Refund.provider_refund_id.is_not(None),
+        ),
     )
     due = list(
         await session.scalars(
