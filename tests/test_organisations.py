@@ -219,6 +219,73 @@ async def test_invitation_is_accepted_once_by_its_addressee(client, session):
     assert reused.status_code == 404
 
 
+async def test_an_owner_lists_and_revokes_invitations(client, session):
+    """Owners see their invitations with what became of each, and withdraw an open one: its
+    token then lets nobody in. Another organisation's owner gets 404; staff get 403; an
+    accepted invitation cannot be revoked (409)."""
+    _, organisation, owner_token = await member_with_token(session)
+    first = await make_user(session, email=unique_email("li.na"))
+    second = await make_user(session, email=unique_email("wang.fang"))
+    url = f"/organisations/{organisation.id}/invitations"
+    tokens = {}
+    for user in (first, second):
+        invited = await client.post(
+            url, headers=bearer(owner_token), json={"email": user.email, "role": "staff"}
+        )
+        assert invited.status_code == 201, invited.text
+        assert invited.json()["status"] == "open"
+        tokens[user.email] = (invited.json()["id"], invited.json()["token"])
+    accepted = await client.post(
+        "/invitations/accept",
+        headers=bearer(await token_for(session, first)),
+        json={"token": tokens[first.email][1]},
+    )
+    assert accepted.status_code == 200, accepted.text
+    listed = await client.get(url, headers=bearer(owner_token))
+    assert listed.status_code == 200, listed.text
+    assert [(i["email"], i["status"]) for i in listed.json()["items"]] == [
+        (second.email, "open"),
+        (first.email, "accepted"),
+    ]
+    assert all("token" not in i for i in listed.json()["items"])
+
+    # staff (the one who just joined) may not see or revoke invitations
+    staff = bearer(await token_for(session, first))
+    assert (await client.get(url, headers=staff)).status_code == 403
+    second_id, second_token = tokens[second.email]
+    assert (await client.delete(f"{url}/{second_id}", headers=staff)).status_code == 403
+    # another organisation's owner: not there
+    _, other, other_token = await member_with_token(session)
+    elsewhere = await client.delete(
+        f"/organisations/{other.id}/invitations/{second_id}", headers=bearer(other_token)
+    )
+    assert elsewhere.status_code == 404
+
+    revoked = await client.delete(f"{url}/{second_id}", headers=bearer(owner_token))
+    assert revoked.status_code == 204
+    assert (
+        await client.delete(f"{url}/{second_id}", headers=bearer(owner_token))
+    ).status_code == 204
+    refused = await client.post(
+        "/invitations/accept",
+        headers=bearer(await token_for(session, second)),
+        json={"token": second_token},
+    )
+    assert refused.status_code == 404
+    joined = await session.scalar(
+        select(Membership).where(
+            Membership.organisation_id == organisation.id, Membership.user_id == second.id
+        )
+    )
+    assert joined is None
+    used = await client.delete(f"{url}/{tokens[first.email][0]}", headers=bearer(owner_token))
+    assert used.status_code == 409 and used.json()["code"] == "invitation_accepted"
+    statuses = [
+        i["status"] for i in (await client.get(url, headers=bearer(owner_token))).json()["items"]
+    ]
+    assert statuses == ["revoked", "accepted"]
+
+
 async def test_platform_verifies_and_rejects_with_a_reason(client, session):
     _, platform_token = await platform_operator(session)
     applicant = await make_user(session)

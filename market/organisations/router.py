@@ -7,8 +7,10 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
+from market.db import utcnow
 from market.deps import CurrentUserId, Idempotent, PrincipalDep, SessionDep, SettingsDep
 from market.organisations import service
+from market.organisations.models import Invitation
 from market.organisations.schemas import (
     AuditRegionsSet,
     InvitationAccept,
@@ -217,6 +219,48 @@ async def invite(
         ttl=dt.timedelta(hours=settings.invitation_ttl_hours),
     )
     return InvitationCreated(**InvitationRead.model_validate(invitation).model_dump(), token=token)
+
+
+def _invitation_read(invitation: Invitation) -> InvitationRead:
+    status_now = service.invitation_status(invitation, utcnow())
+    return InvitationRead.model_validate(invitation).model_copy(update={"status": status_now})
+
+
+@router.get(
+    "/organisations/{organisation_id}/invitations",
+    tags=[MEMBERS],
+    response_model=Page[InvitationRead],
+    summary="The organisation's invitations, newest first (owner)",
+)
+async def list_invitations(
+    organisation_id: uuid.UUID, principal: PrincipalDep, session: SessionDep, page: PageDep
+) -> Page[InvitationRead]:
+    await service.access(session, principal, organisation_id, role="owner")
+    rows, cursor = await service.list_invitations(
+        session, organisation_id=organisation_id, page=page
+    )
+    return Page(items=[_invitation_read(i) for i in rows], next_cursor=cursor)
+
+
+@router.delete(
+    "/organisations/{organisation_id}/invitations/{invitation_id}",
+    tags=[MEMBERS],
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Revoke an open invitation (owner)",
+    description="Its token no longer lets anyone in. 409 `invitation_accepted` for one already "
+    "accepted (remove the member instead).",
+)
+async def revoke_invitation(
+    organisation_id: uuid.UUID,
+    invitation_id: uuid.UUID,
+    principal: PrincipalDep,
+    session: SessionDep,
+) -> Response:
+    await service.access(session, principal, organisation_id, role="owner")
+    await service.revoke_invitation(
+        session, organisation_id=organisation_id, invitation_id=invitation_id
+    )
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.post(

@@ -121,7 +121,9 @@ class InvitationRead(BaseModel):
     role: Role
     expires_at: dt.datetime
     accepted_at: dt.datetime | None
+    revoked_at: dt.datetime | None = None
     created_at: dt.datetime
+    status: Literal["open", "accepted", "revoked", "expired"] = "open"
 
 
 class InvitationCreated(InvitationRead):

@@ -436,6 +436,49 @@ async def invite(
     return secret, invitation
 
 
+async def list_invitations(
+    session: AsyncSession, *, organisation_id: uuid.UUID, page: PageParams
+) -> tuple[list[Invitation], str | None]:
+    """The organisation's invitations, newest first: open, accepted, revoked and expired."""
+    stmt = select(Invitation).where(Invitation.organisation_id == organisation_id)
+    return await paginate(
+        session, stmt, page, [Invitation.created_at, Invitation.id], descending=True
+    )
+
+
+async def revoke_invitation(
+    session: AsyncSession, *, organisation_id: uuid.UUID, invitation_id: uuid.UUID
+) -> Invitation:
+    """Withdraw an invitation that is still open: its token no longer lets anyone in. 404 for
+    another organisation's; 409 naming what became of one already accepted; revoking twice
+    changes nothing."""
+    invitation = await session.scalar(
+        select(Invitation)
+        .where(Invitation.id == invitation_id, Invitation.organisation_id == organisation_id)
+        .with_for_update()
+    )
+    if invitation is None:
+        raise NotFound("No such invitation.")
+    if invitation.accepted_at is not None:
+        raise Conflict(
+            "This invitation was already accepted: remove the member instead.",
+            code="invitation_accepted",
+        )
+    if invitation.revoked_at is None:
+        invitation.revoked_at = utcnow()
+        await session.flush()
+    return invitation
+
+
+def invitation_status(invitation: Invitation, now: dt.datetime) -> str:
+    """open, accepted, revoked or expired."""
+    if invitation.accepted_at is not None:
+        return "accepted"
+    if invitation.revoked_at is not None:
+        return "revoked"
+    return "expired" if invitation.expires_at <= now else "open"
+
+
 async def accept_invitation(
     session: AsyncSession, *, user_id: uuid.UUID, token: str
 ) -> tuple[Membership, Organisation]:
