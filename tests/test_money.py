@@ -825,9 +825,10 @@ async def test_a_refund_naming_no_part_comes_out_of_the_one_part_it_can_be(clien
 async def test_a_refund_of_a_split_order_names_its_part_unless_it_is_money_nobody_is_owed(
     client, session
 ):
-    """With two cooperatives' parts, a platform refund that names neither is refused (422
-    naming fulfilment_id, nothing written) unless it gives back what the buyer paid beyond
-    the order; that excess is then not sent back a second time as an overpayment."""
+    """With two cooperatives' parts, a platform refund that names neither gives back what the
+    buyer paid beyond the order, and that excess is then not sent back a second time as an
+    overpayment; one that goes beyond it is refused (409 naming the excess, nothing
+    written), and once the excess is back, any unnamed one is (422 naming fulfilment_id)."""
     shop_ = await shop(session)
     _, placed = await two_part_order(client, session, shop_)
     transfer = await pay_by_transfer(client, shop_, placed)
@@ -839,21 +840,77 @@ async def test_a_refund_of_a_split_order_names_its_part_unless_it_is_money_nobod
     assert payment is not None
     url = f"/platform/payments/{payment.id}/refunds"
     operator = bearer(shop_.platform)
-    whose = await client.post(
+    beyond = await client.post(
         url, headers=operator | key(), json={"amount_fen": 6000, "reason": "补偿"}
     )
-    assert problem(whose, 422, "invalid")["errors"][0]["field"] == "fulfilment_id"
+    assert problem(beyond, 409, "refund_straddles_excess")["excess_fen"] == 5000
     assert await session.scalar(select(func.count()).select_from(Refund)) == 0
     excess = await client.post(
         url, headers=operator | key(), json={"amount_fen": 5000, "reason": "多付退回"}
     )
     assert excess.status_code == 202, excess.text
     assert excess.json()["fulfilment_id"] is None
+    whose = await client.post(
+        url, headers=operator | key(), json={"amount_fen": 1000, "reason": "补偿"}
+    )
+    assert problem(whose, 422, "invalid")["errors"][0]["field"] == "fulfilment_id"
     await work(session)
     await work(session)
     refunds = [(r.kind, r.amount_fen) for r in await session.scalars(select(Refund))]
     assert refunds == [("manual", 5000)]  # no overpayment refund besides
     assert await ledger.order_escrow(session, uuid.UUID(placed["id"])) == placed["total_fen"]
+
+
+async def test_money_of_a_declined_part_is_nobodys_however_the_refund_names_it(client, session):
+    """A two-cooperative order paid in full, one part declined: its money is owed to no part.
+    A platform refund naming no part that goes beyond it is refused (409, nothing written)
+    instead of being charged whole to the part that delivers; a refund naming the declined
+    part counts as that money going back, so a later unnamed one comes out of the live part
+    and the escrow never goes below zero when that part settles."""
+    from market.orders.service import part_amounts
+
+    shop_ = await shop(session)
+    other, placed = await two_part_order(client, session, shop_)
+    transfer = await pay_by_transfer(client, shop_, placed)
+    code = transfer["transfer_instructions"]["reference_code"]
+    await import_csv(client, shop_, statement((placed["total_fen"], code, "S1")))
+    declined = await decline_other_part(client, other, placed, "冷库故障")
+    order_row = await session.get(Order, uuid.UUID(placed["id"]))
+    assert order_row is not None
+    gross, _ = part_amounts(order_row, list(await session.scalars(select(Fulfilment))))[
+        uuid.UUID(declined["id"])
+    ]
+    payment = await session.scalar(select(Payment).where(Payment.order_id == order_row.id))
+    assert payment is not None
+    url = f"/platform/payments/{payment.id}/refunds"
+    operator = bearer(shop_.platform)
+    straddle = await client.post(
+        url, headers=operator | key(), json={"amount_fen": gross + 1, "reason": "退款"}
+    )
+    assert problem(straddle, 409, "refund_straddles_excess")["excess_fen"] == gross
+    assert await session.scalar(select(func.count()).select_from(Refund)) == 0
+    named = await client.post(
+        url,
+        headers=operator | key(),
+        json={"amount_fen": gross, "reason": "退回未供部分", "fulfilment_id": declined["id"]},
+    )
+    assert named.status_code == 202, named.text
+    unnamed = await client.post(
+        url, headers=operator | key(), json={"amount_fen": 3000, "reason": "补偿"}
+    )
+    assert unnamed.status_code == 202, unnamed.text
+    kept = next(
+        f for f in placed["fulfilments"] if f["cooperative_id"] == str(shop_.supply.cooperative.id)
+    )
+    assert unnamed.json()["fulfilment_id"] == kept["id"]
+    await work(session)
+    await send_bank_refunds(client, shop_)
+    await ship_and_deliver(client, shop_, {**placed, "fulfilments": [kept]})
+    assert (await work(session))["settled"] == 1
+    refunds = sorted((r.kind, r.amount_fen) for r in await session.scalars(select(Refund)))
+    assert refunds == sorted([("manual", gross), ("manual", 3000)])  # no declined_part besides
+    assert await ledger.order_escrow(session, order_row.id) == 0
+    assert sum((await balances(session)).values()) == 0
 
 
 async def test_refund_amounts_must_be_whole_positive_fen_within_the_limit(client, session):

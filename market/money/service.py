@@ -567,6 +567,23 @@ def _beyond_owed(*kinds: str) -> ColumnElement[bool]:
     )
 
 
+async def _excess_left(
+    session: AsyncSession, payment: Payment, order: Order, parts: list[Fulfilment]
+) -> int:
+    """What the payment took beyond what the order's live parts are owed and has not gone
+    back yet: captured, less what the live parts are owed, less every refund no live part
+    carries (naming no part, or naming a declined one, whatever its kind)."""
+    declined = [part.id for part in parts if part.decline_reason is not None]
+    returned = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
+            Refund.payment_id == payment.id,
+            Refund.status != "failed",
+            or_(Refund.fulfilment_id.is_(None), Refund.fulfilment_id == among(declined)),
+        )
+    )
+    return payment.captured_fen - collectable_fen(order, parts) - int(returned or 0)
+
+
 async def _unnamed_parts(
     session: AsyncSession, payment: Payment, amount: int, kind: str
 ) -> list[tuple[uuid.UUID | None, int]]:
@@ -576,23 +593,30 @@ async def _unnamed_parts(
     part's settlement would pay its cooperative money the buyer got back (escrow below
     zero): the order's one part; with several, a platform user names it (422 naming
     `fulfilment_id`), and a refund already made at the provider is shared among them in
-    proportion to what each can still get back."""
+    proportion to what each can still get back. A platform user's refund that is partly
+    such money and partly a part's is refused (409): the two are refunded apart; one made
+    at the provider is split."""
     order = await orders_service.get_order(session, order_id=payment.order_id)
     if order.status in ("cancelled", "expired") or payment.status == "cancelled":
         return [(None, amount)]
     parts = await orders_service.fulfilments_of(session, [order.id])
-    returned = await session.scalar(
-        select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
-            Refund.payment_id == payment.id,
-            Refund.status != "failed",
-            _beyond_owed("declined_part", "overpayment"),
-        )
-    )
-    if amount <= payment.captured_fen - collectable_fen(order, parts) - int(returned or 0):
+    excess = max(0, await _excess_left(session, payment, order, parts))
+    if amount <= excess:
         return [(None, amount)]
+    if excess and kind != "provider":
+        raise Conflict(
+            f"{notifications_service.yuan(excess)} of this payment is money the order no "
+            "longer owes (a declined part, a transfer beyond the order), which the worker "
+            "refunds by itself: refund at most that without naming a part, and the rest "
+            "naming the part it comes out of.",
+            code="refund_straddles_excess",
+            excess_fen=excess,
+        )
+    pieces: list[tuple[uuid.UUID | None, int]] = [(None, excess)] if excess else []
+    rest = amount - excess
     live = [part.id for part in parts if part.decline_reason is None]
     if len(live) == 1:
-        return [(live[0], amount)]
+        return [*pieces, (live[0], rest)]
     if kind != "provider":
         raise Invalid.field(
             "fulfilment_id",
@@ -600,8 +624,8 @@ async def _unnamed_parts(
             f"comes out of ({', '.join(map(str, live))}).",
         )
     rooms = [max(0, await _part_room(session, order.id, part)) for part in live]
-    shares = _in_proportion(amount, rooms)
-    return [(part, share) for part, share in zip(live, shares, strict=True) if share]
+    shares = _in_proportion(rest, rooms)
+    return [*pieces, *((part, share) for part, share in zip(live, shares, strict=True) if share)]
 
 
 def _in_proportion(amount: int, weights: list[int]) -> list[int]:
@@ -1116,16 +1140,9 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
                 Refund.fulfilment_id == fulfilment_id, Refund.status != "failed"
             )
         )
-        # and never more than the payment took beyond what the order owes now, less what
-        # went back already for other declined parts and for transfers of too much
-        returned_excess = await session.scalar(
-            select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
-                Refund.payment_id == payment.id,
-                _beyond_owed("declined_part", "overpayment"),
-                Refund.status != "failed",
-            )
-        )
-        excess = payment.captured_fen - collectable_fen(order, parts) - int(returned_excess or 0)
+        # and never more than the payment took beyond what the order owes now and has not
+        # gone back yet (for other declined parts, transfers of too much, unnamed refunds)
+        excess = await _excess_left(session, payment, order, parts)
         amount = min(gross - int(already or 0), payment.captured_fen - payment.refunded_fen, excess)
         if amount > 0 and await _try_refund(
             session,
