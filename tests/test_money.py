@@ -998,7 +998,9 @@ async def test_a_bank_refund_goes_back_to_the_paying_account_once_the_bank_sends
         "中国工商银行北京丰台支行",
     )
     assert listed["order_ref"] == uuid.UUID(placed["id"]).hex[-8:]
-    file = await client.get("/platform/bank-refunds/file", headers=operator)
+    assert listed["exported_at"] is None
+    export_key = key()
+    file = await client.post("/platform/bank-refunds/export", headers=operator | export_key)
     assert file.status_code == 200 and file.headers["x-refunds-left-out"] == "0"
     rows = list(csv.reader(io.StringIO(file.content.decode("utf-8-sig"))))
     assert rows[1][:4] == [
@@ -1007,6 +1009,13 @@ async def test_a_bank_refund_goes_back_to_the_paying_account_once_the_bank_sends
         "中国工商银行北京丰台支行",
         yuan(placed["total_fen"]),
     ]
+    # in one file only: the next export holds nothing, while the same request replays
+    [listed] = (await client.get("/platform/bank-refunds", headers=operator)).json()["items"]
+    assert listed["exported_at"] is not None
+    later = await client.post("/platform/bank-refunds/export", headers=operator | key())
+    assert len(later.content.decode("utf-8-sig").splitlines()) == 1  # the header only
+    replayed = await client.post("/platform/bank-refunds/export", headers=operator | export_key)
+    assert replayed.content == file.content
     # only operators; a bad reference is refused and changes nothing; a key is needed
     url = f"/platform/refunds/{refund.id}/sent"
     problem(
@@ -1066,7 +1075,9 @@ async def test_a_bank_refund_recorded_sent_twice_at_once_is_paid_once(
         refund = await check.scalar(select(Refund))
     assert refund is not None and refund.status == "pending"
     # the statement named no payer's bank: left out of the bank's file, for a person to send
-    file = await client.get("/platform/bank-refunds/file", headers=bearer(shop_.platform))
+    file = await client.post(
+        "/platform/bank-refunds/export", headers=bearer(shop_.platform) | key()
+    )
     assert file.headers["x-refunds-left-out"] == "1"
     assert len(file.content.decode("utf-8-sig").splitlines()) == 1  # the header only
     answers = await asyncio.gather(

@@ -149,8 +149,9 @@ class Refund(IdMixin, CreatedAtMixin, Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     succeeded_at: Mapped[dt.datetime | None]
     updated_at: Mapped[dt.datetime] = mapped_column(server_default=text("now()"))
-    # a bank refund (offline payments): the platform user who recorded it sent, and the
-    # bank's reference of the transfer
+    # a bank refund (offline payments): when it went into the bank's batch-transfer file
+    # (once), the platform user who recorded it sent, and the bank's reference of the transfer
+    exported_at: Mapped[dt.datetime | None]
     sent_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"))
     bank_reference: Mapped[str | None] = mapped_column(String(64))
 

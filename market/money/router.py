@@ -411,6 +411,7 @@ def _bank_refund_read(item: service.BankRefund) -> BankRefundRead:
         payer_name=item.payer_name,
         payer_account=item.payer_account,
         payer_bank=item.payer_bank,
+        exported_at=item.refund.exported_at,
     )
 
 
@@ -429,19 +430,22 @@ async def list_bank_refunds(
     return BankRefundPage(items=[_bank_refund_read(i) for i in items], next_cursor=cursor)
 
 
-@router.get(
-    "/platform/bank-refunds/file",
+@router.post(
+    "/platform/bank-refunds/export",
     tags=["platform"],
-    summary="The bank's batch-transfer file of the refunds to send (CSV, UTF-8 with BOM)",
-    description="Every bank refund waiting to be sent whose payer's account and bank are "
-    "known; the header `X-Refunds-Left-Out` counts the others (send those by hand).",
+    summary="A batch-transfer file of the bank refunds to send (CSV, UTF-8 with BOM)",
+    description="Every bank refund waiting to be sent that no earlier file held and whose "
+    "payer's account and bank are known, each put in this file only (a second upload to the "
+    "bank would pay it twice); the same `Idempotency-Key` gives the same file again. The "
+    "header `X-Refunds-Left-Out` counts those without a known account (send them by hand).",
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-async def bank_refund_file(principal: PrincipalDep, session: SessionDep) -> Response:
+async def export_bank_refunds(
+    principal: PrincipalDep, session: SessionDep, _: MoneyMoving
+) -> Response:
     await organisations_service.require_platform_operator(session, principal)
-    items = await service.all_bank_refunds(session)
-    ready = [i for i in items if i.payer_name and i.payer_account and i.payer_bank]
+    ready, left_out = await service.export_bank_refunds(session)
     out = io.StringIO()
     out.write("\ufeff")
     write_payout_file(
@@ -463,7 +467,7 @@ async def bank_refund_file(principal: PrincipalDep, session: SessionDep) -> Resp
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": 'attachment; filename="bank-refunds.csv"',
-            "X-Refunds-Left-Out": str(len(items) - len(ready)),
+            "X-Refunds-Left-Out": str(left_out),
         },
     )
 

@@ -66,6 +66,9 @@ class BankRefundRead(BaseModel):
     payer_name: str
     payer_account: str
     payer_bank: str
+    exported_at: dt.datetime | None = Field(
+        description="When it went into a batch-transfer file (never twice); null: not yet."
+    )
 
 
 class BankRefundPage(BaseModel):

@@ -936,10 +936,27 @@ async def bank_refunds(
     return await _with_payers(session, refunds), cursor
 
 
-async def all_bank_refunds(session: AsyncSession) -> list[BankRefund]:
-    """Every bank refund waiting to be sent, for the bank's batch-transfer file."""
-    refunds = list(await session.scalars(_BANK_REFUNDS.order_by(Refund.created_at, Refund.id)))
-    return await _with_payers(session, refunds)
+async def export_bank_refunds(session: AsyncSession) -> tuple[list[BankRefund], int]:
+    """The bank refunds for a new batch-transfer file: those waiting to be sent, never
+    exported before, whose payer's account and bank are known; each stamped exported, so
+    that no later file holds it again (a second upload would pay it twice). Exports are
+    serialised by an advisory lock. Returns them and how many others wait without a known
+    account (to be sent by hand)."""
+    await session.execute(_ADVISORY_LOCK, {"key": "bank refund export"})
+    waiting = list(
+        await session.scalars(
+            _BANK_REFUNDS.where(Refund.exported_at.is_(None))
+            .order_by(Refund.created_at, Refund.id)
+            .with_for_update(of=Refund)
+        )
+    )
+    items = await _with_payers(session, waiting)
+    ready = [i for i in items if i.payer_name and i.payer_account and i.payer_bank]
+    now = utcnow()
+    for item in ready:
+        item.refund.exported_at = now
+    await session.flush()
+    return ready, len(items) - len(ready)
 
 
 async def _with_payers(session: AsyncSession, refunds: list[Refund]) -> list[BankRefund]:

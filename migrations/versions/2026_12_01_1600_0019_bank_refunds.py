@@ -1,6 +1,6 @@
 """bank refunds: a refund of a bank-transfer payment is sent by the platform's bank, so it
 stays pending until a platform user records it sent (who, and the bank's reference of the
-transfer); the statement keeps the payer's bank, where the bank's export has the column, so
+transfer), and is put in one batch-transfer file only (when it was exported); the statement keeps the payer's bank, where the bank's export has the column, so
 that the money can go back to the account it came from. Before, such a refund was marked
 paid at once and nothing ever sent it.
 
@@ -26,6 +26,7 @@ def upgrade() -> None:
     )
     op.add_column("refund", sa.Column("sent_by_id", sa.Uuid(), nullable=True))
     op.add_column("refund", sa.Column("bank_reference", sa.String(length=64), nullable=True))
+    op.add_column("refund", sa.Column("exported_at", sa.DateTime(timezone=True), nullable=True))
     op.create_foreign_key(
         "fk_refund_sent_by_id_user_account", "refund", "user_account", ["sent_by_id"], ["id"]
     )
@@ -33,6 +34,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_constraint("fk_refund_sent_by_id_user_account", "refund", type_="foreignkey")
+    op.drop_column("refund", "exported_at")
     op.drop_column("refund", "bank_reference")
     op.drop_column("refund", "sent_by_id")
     op.drop_column("statement_line", "payer_bank")
