@@ -1,8 +1,9 @@
 """bank refunds: a refund of a bank-transfer payment is sent by the platform's bank, so it
 stays pending until a platform user records it sent (who, and the bank's reference of the
-transfer), and is put in one batch-transfer file only (when it was exported); the statement keeps the payer's bank, where the bank's export has the column, so
-that the money can go back to the account it came from. Before, such a refund was marked
-paid at once and nothing ever sent it.
+transfer), and goes into one batch-transfer file only (when it was exported). The statement
+keeps the payer's bank, where the bank's export has the column, so that the money can go
+back to the account it came from. Before, such a refund was marked paid at once and nothing
+ever sent it.
 
 Revision ID: 0019
 Revises: 0018
