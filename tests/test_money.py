@@ -1054,6 +1054,47 @@ async def test_a_bank_refund_goes_back_to_the_paying_account_once_the_bank_sends
     assert told is not None and yuan(placed["total_fen"]) in told
     assert (await client.get("/platform/bank-refunds", headers=operator)).json()["items"] == []
 
+    # the payer's bank sends the transfer back: the refund waits again, to the account given
+    bounced_url = f"/platform/refunds/{refund.id}/bounced"
+    half = await client.post(
+        bounced_url,
+        headers=operator | key(),
+        json={"reason": "户名与账号不符", "account_name": "新发地商贸", "account_number": "6222"},
+    )
+    assert problem(half, 422, "invalid")["errors"][0]["field"] == "bank_name"
+    bounced = await client.post(
+        bounced_url,
+        headers=operator | key(),
+        json={
+            "reason": "户名与账号不符",
+            "account_name": "北京新发地商贸有限公司",
+            "account_number": "6222 0202 0011 2234",
+            "bank_name": "中国工商银行北京丰台支行",
+        },
+    )
+    assert bounced.status_code == 200, bounced.text
+    assert (bounced.json()["status"], bounced.json()["bank_reference"]) == ("pending", None)
+    totals = await balances(session)
+    assert totals["refunds_payable"] == -placed["total_fen"]
+    assert totals["provider_clearing"] == placed["total_fen"]
+    told = await session.scalar(text("SELECT body FROM notification WHERE kind = 'refund_bounced'"))
+    assert told is not None and "户名与账号不符" in told
+    [waiting] = (await client.get("/platform/bank-refunds", headers=operator)).json()["items"]
+    assert (waiting["payer_account"], waiting["exported_at"]) == ("6222 0202 0011 2234", None)
+    again_file = await client.post("/platform/bank-refunds/export", headers=operator | key())
+    rows = list(csv.reader(io.StringIO(again_file.content.decode("utf-8-sig"))))
+    assert [row[1] for row in rows[1:]] == ["6222 0202 0011 2234"]
+    problem(
+        await client.post(bounced_url, headers=operator | key(), json={"reason": "再次退回"}),
+        409,
+        "invalid_transition",
+    )
+    resent = await client.post(url, headers=operator | key(), json={"bank_reference": "BK2"})
+    assert resent.status_code == 200 and resent.json()["status"] == "succeeded"
+    totals = await balances(session)
+    assert totals["refunds_payable"] == 0 and totals["provider_clearing"] == 0
+    assert sum(totals.values()) == 0
+
 
 async def test_a_bank_refund_recorded_sent_twice_at_once_is_paid_once(
     committing_client, committing_session

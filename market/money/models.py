@@ -152,6 +152,11 @@ class Refund(IdMixin, CreatedAtMixin, Base):
     # a bank refund (offline payments): when it went into the bank's batch-transfer file
     # (once), the platform user who recorded it sent, and the bank's reference of the transfer
     exported_at: Mapped[dt.datetime | None]
+    # where a bank refund goes when the statement's payer account is not the one (given by a
+    # platform user after the bank sent a transfer back)
+    payee_name: Mapped[str | None] = mapped_column(Text)
+    payee_account: Mapped[str | None] = mapped_column(Text)
+    payee_bank: Mapped[str | None] = mapped_column(Text)
     sent_by_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("user_account.id"))
     bank_reference: Mapped[str | None] = mapped_column(String(64))
 

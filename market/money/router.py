@@ -29,6 +29,7 @@ from market.money import ledger, service, statements
 from market.money.models import Payment, Payout, PayoutBatch
 from market.money.schemas import (
     BalanceRead,
+    BankRefundBounced,
     BankRefundPage,
     BankRefundRead,
     BankRefundSent,
@@ -491,6 +492,29 @@ async def bank_refund_sent(
     await organisations_service.require_platform_operator(session, principal)
     refund = await service.mark_bank_refund_sent(
         session, refund_id=refund_id, user_id=user_id, bank_reference=body.bank_reference
+    )
+    return RefundRead.model_validate(refund)
+
+
+@router.post(
+    "/platform/refunds/{refund_id}/bounced",
+    tags=["platform"],
+    summary="Record a bank refund that the payer's bank sent back",
+    description="The money is in the platform's account again: the refund waits to be sent "
+    "once more (pending, in the next export), to the account given here when it is, and the "
+    "buyer is told. 409 `invalid_transition` for a refund not recorded sent. Needs an "
+    "`Idempotency-Key`.",
+)
+async def bank_refund_bounced(
+    refund_id: uuid.UUID,
+    body: BankRefundBounced,
+    principal: PrincipalDep,
+    session: SessionDep,
+    _: MoneyMoving,
+) -> RefundRead:
+    await organisations_service.require_platform_operator(session, principal)
+    refund = await service.bank_refund_bounced(
+        session, refund_id=refund_id, reason=body.reason, payee=body.payee()
     )
     return RefundRead.model_validate(refund)
 

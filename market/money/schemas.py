@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from market.errors import Invalid
 from market.listings.schemas import Input
 
 PaymentMethod = Literal["bank_transfer", "card", "alipay", "wechat_pay"]
@@ -74,6 +75,44 @@ class BankRefundRead(BaseModel):
 class BankRefundPage(BaseModel):
     items: list[BankRefundRead]
     next_cursor: str | None = None
+
+
+class BankRefundBounced(Input):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "reason": "户名与账号不符",
+                    "account_name": "北京新发地商贸有限公司",
+                    "account_number": "6222 0202 0011 2234",
+                    "bank_name": "中国工商银行北京丰台支行",
+                }
+            ]
+        },
+    )
+
+    reason: str = Field(min_length=1, max_length=300, description="What the bank said.")
+    account_name: str | None = Field(default=None, min_length=1, max_length=100)
+    account_number: str | None = Field(
+        default=None, min_length=4, max_length=40, pattern=r"^[0-9][0-9 \-]*[0-9]$"
+    )
+    bank_name: str | None = Field(default=None, min_length=1, max_length=100)
+
+    def payee(self) -> tuple[str, str, str] | None:
+        """The account to send to instead, when all three are given; None when none is.
+        Invalid naming the first missing field when only some are."""
+        given = {
+            "account_name": self.account_name,
+            "account_number": self.account_number,
+            "bank_name": self.bank_name,
+        }
+        if all(v is None for v in given.values()):
+            return None
+        for name, value in given.items():
+            if value is None:
+                raise Invalid.field(name, "Give the account name, number and bank together.")
+        return (self.account_name or "", self.account_number or "", self.bank_name or "")
 
 
 class BankRefundSent(Input):

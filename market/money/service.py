@@ -734,9 +734,17 @@ async def request_refund(
 
 
 async def _refund_paid(
-    session: AsyncSession, refund: Refund, payment: Payment, remote_id: str, *, tell: bool = True
+    session: AsyncSession,
+    refund: Refund,
+    payment: Payment,
+    remote_id: str,
+    *,
+    tell: bool = True,
+    sent_as: str | None = None,
 ) -> None:
-    """The provider paid the refund; the buyer is told (unless `tell` is False)."""
+    """The provider paid the refund; the buyer is told (unless `tell` is False). A bank
+    refund is paid by a transfer (`sent_as`, the bank's reference), one per sending: sent
+    again after the bank sent one back, it is posted again."""
     refund.status = "succeeded"
     refund.provider_refund_id = remote_id
     refund.succeeded_at = utcnow()
@@ -748,7 +756,7 @@ async def _refund_paid(
     await ledger.post(
         session,
         kind="refund_paid",
-        dedupe_key=f"refund_paid:{refund.id}",
+        dedupe_key=f"refund_paid:{refund.id}" + (f":{sent_as}" if sent_as else ""),
         memo=f"{payment.provider} paid refund {remote_id}",
         legs=[Leg(refunds_payable, refund.amount_fen), Leg(clearing, -refund.amount_fen)],
         order_id=refund.order_id,
@@ -972,7 +980,13 @@ async def _with_payers(session: AsyncSession, refunds: list[Refund]) -> list[Ban
         .ext(distinct_on(StatementLine.payment_id))
     )
     payers = {row[0]: row[1:] for row in await session.execute(latest)} if refunds else {}
-    return [BankRefund(r, *payers.get(r.payment_id, ("", "", ""))) for r in refunds]
+    out = []
+    for r in refunds:
+        if r.payee_account is not None:  # given by a platform user after a bounce
+            out.append(BankRefund(r, r.payee_name or "", r.payee_account, r.payee_bank or ""))
+        else:
+            out.append(BankRefund(r, *payers.get(r.payment_id, ("", "", ""))))
+    return out
 
 
 async def mark_bank_refund_sent(
@@ -1000,7 +1014,73 @@ async def mark_bank_refund_sent(
         )
     refund.sent_by_id = user_id
     refund.bank_reference = bank_reference
-    await _refund_paid(session, refund, payment, refund.provider_refund_id)
+    await _refund_paid(session, refund, payment, refund.provider_refund_id, sent_as=bank_reference)
+    return refund
+
+
+async def bank_refund_bounced(
+    session: AsyncSession,
+    *,
+    refund_id: uuid.UUID,
+    reason: str,
+    payee: tuple[str, str, str] | None,
+) -> Refund:
+    """The payer's bank sent a bank refund's transfer back (a closed account, a wrong name):
+    the money is in the platform's account again, so the refund waits to be sent once more
+    (pending, in the next export), to `payee` (name, account, bank) when given, and the buyer
+    is told. 409 for a refund that was not recorded sent."""
+    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+    if refund is None:
+        raise NotFound("No such refund.")
+    payment = await get_payment(session, payment_id=refund.payment_id, lock=True)
+    if payment.provider != "offline":
+        raise Conflict(
+            f"This refund goes through {payment.provider}, which sends it itself.",
+            code="not_a_bank_refund",
+        )
+    if refund.status != "succeeded" or refund.bank_reference is None:
+        raise Conflict(
+            f"Only a refund recorded sent can come back; this one is {refund.status}.",
+            code="invalid_transition",
+            current_status=refund.status,
+        )
+    refunds_payable = await ledger.account(session, "refunds_payable", currency=payment.currency)
+    clearing = await ledger.account(
+        session, "provider_clearing", provider=payment.provider, currency=payment.currency
+    )
+    await ledger.post(
+        session,
+        kind="refund_bounced",
+        dedupe_key=f"refund_bounced:{refund.id}:{refund.bank_reference}",
+        memo=f"bank refund {refund.bank_reference} sent back: {reason}",
+        legs=[Leg(clearing, refund.amount_fen), Leg(refunds_payable, -refund.amount_fen)],
+        order_id=refund.order_id,
+        fulfilment_id=refund.fulfilment_id,
+        payment_id=payment.id,
+        refund_id=refund.id,
+    )
+    refund.status = "pending"
+    refund.succeeded_at = None
+    refund.exported_at = None
+    refund.bank_reference = None
+    refund.sent_by_id = None
+    refund.last_error = f"sent back by the bank: {reason}"
+    if payee is not None:
+        refund.payee_name, refund.payee_account, refund.payee_bank = payee
+    refund.updated_at = utcnow()
+    await session.flush()
+    await notifications_service.notify(
+        session,
+        organisation_id=payment.buyer_id,
+        kind="refund_bounced",
+        subject_type="order",
+        subject_id=refund.order_id,
+        context={
+            "order_ref": short_ref(refund.order_id),
+            "amount": notifications_service.yuan(refund.amount_fen),
+            "reason": reason,
+        },
+    )
     return refund
 
 

@@ -33,6 +33,7 @@ KINDS = (
     "settled",
     "payout_scheduled",
     "auction_cleared",
+    "refund_bounced",
 )
 
 

@@ -87,6 +87,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "付款未成功 Payment failed",
         "订单 {{ order_ref }} 的付款未成功：{{ reason }}。请在 {{ due }} 前重新付款。",
     ),
+    "refund_bounced": (
+        "退款被退回 Refund bounced",
+        "订单 {{ order_ref }} 的退款 {{ amount }} 被收款银行退回（{{ reason }}），"
+        "平台将核实账户后重新汇出。",
+    ),
     "refund_paid": (
         "退款已完成 Refund paid",
         "订单 {{ order_ref }} 已退款 {{ amount }}（{{ reason }}）。",
