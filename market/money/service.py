@@ -989,13 +989,11 @@ async def _with_payers(session: AsyncSession, refunds: list[Refund]) -> list[Ban
     return out
 
 
-async def mark_bank_refund_sent(
-    session: AsyncSession, *, refund_id: uuid.UUID, user_id: uuid.UUID | None, bank_reference: str
-) -> Refund:
-    """Record that the platform's bank sent a bank refund: the money leaves the ledger's
-    `refunds_payable` and the buyer is told. 409 naming the status for a refund that is not
-    a bank refund waiting to be sent (already sent, or not accepted yet)."""
-    # the refund's row first, then its payment's: the order in which the worker takes them
+async def _locked_bank_refund(
+    session: AsyncSession, refund_id: uuid.UUID
+) -> tuple[Refund, Payment]:
+    """A bank refund and its payment, locked: the refund's row first, then its payment's, the
+    order in which the worker takes them. 404 unknown; 409 for a provider's refund."""
     refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
     if refund is None:
         raise NotFound("No such refund.")
@@ -1005,6 +1003,16 @@ async def mark_bank_refund_sent(
             f"This refund goes through {payment.provider}, which sends it itself.",
             code="not_a_bank_refund",
         )
+    return refund, payment
+
+
+async def mark_bank_refund_sent(
+    session: AsyncSession, *, refund_id: uuid.UUID, user_id: uuid.UUID | None, bank_reference: str
+) -> Refund:
+    """Record that the platform's bank sent a bank refund: the money leaves the ledger's
+    `refunds_payable` and the buyer is told. 409 naming the status for a refund that is not
+    a bank refund waiting to be sent (already sent, or not accepted yet)."""
+    refund, payment = await _locked_bank_refund(session, refund_id)
     if refund.status != "pending" or refund.provider_refund_id is None:
         state = refund.status if refund.status != "pending" else "not yet accepted"
         raise Conflict(
@@ -1029,15 +1037,7 @@ async def bank_refund_bounced(
     the money is in the platform's account again, so the refund waits to be sent once more
     (pending, in the next export), to `payee` (name, account, bank) when given, and the buyer
     is told. 409 for a refund that was not recorded sent."""
-    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
-    if refund is None:
-        raise NotFound("No such refund.")
-    payment = await get_payment(session, payment_id=refund.payment_id, lock=True)
-    if payment.provider != "offline":
-        raise Conflict(
-            f"This refund goes through {payment.provider}, which sends it itself.",
-            code="not_a_bank_refund",
-        )
+    refund, payment = await _locked_bank_refund(session, refund_id)
     if refund.status != "succeeded" or refund.bank_reference is None:
         raise Conflict(
             f"Only a refund recorded sent can come back; this one is {refund.status}.",
