@@ -112,3 +112,22 @@ async def test_models_match_the_migrated_schema(db_url):
         await engine.dispose()
     assert diff == [], f"models and migrations differ: {diff}"
     assert search_diff == [], f"search tables and migrations differ: {search_diff}"
+
+
+async def test_stepping_down_from_bank_refunds_drops_what_the_old_schema_cannot_hold(empty_db):
+    """Revision 0019 adds the `refund_bounced` notification kind: going back a step removes
+    such notifications instead of failing on the older check constraint."""
+    await asyncio.to_thread(migrate.upgrade, empty_db, "0019")
+    conn = await asyncpg.connect(plain_url(empty_db))
+    try:
+        await conn.execute("SET session_replication_role = replica")  # no parent rows needed
+        await conn.execute(
+            "INSERT INTO notification (organisation_id, kind, title, body, subject_type, "
+            "subject_id) VALUES (gen_random_uuid(), 'refund_bounced', '退款被退回', '…', "
+            "'order', gen_random_uuid())"
+        )
+    finally:
+        await conn.close()
+    await asyncio.to_thread(migrate.downgrade, empty_db, "0018")
+    assert await migrate.current(empty_db) == "0018"
+    assert await _count(empty_db, "notification") == 0

@@ -1089,7 +1089,8 @@ async def test_a_bank_refund_goes_back_to_the_paying_account_once_the_bank_sends
         409,
         "invalid_transition",
     )
-    resent = await client.post(url, headers=operator | key(), json={"bank_reference": "BK2"})
+    # the bank may use its reference again: the second sending is posted all the same
+    resent = await client.post(url, headers=operator | key(), json={"bank_reference": "BK20261201"})
     assert resent.status_code == 200 and resent.json()["status"] == "succeeded"
     totals = await balances(session)
     assert totals["refunds_payable"] == 0 and totals["provider_clearing"] == 0

@@ -28,6 +28,7 @@ from market.errors import Conflict, Invalid, MarketError, NotFound
 from market.money import ledger, states
 from market.money.ledger import Leg
 from market.money.models import (
+    LedgerTransaction,
     Payment,
     Payout,
     PayoutAccount,
@@ -743,8 +744,8 @@ async def _refund_paid(
     sent_as: str | None = None,
 ) -> None:
     """The provider paid the refund; the buyer is told (unless `tell` is False). A bank
-    refund is paid by a transfer (`sent_as`, the bank's reference), one per sending: sent
-    again after the bank sent one back, it is posted again."""
+    refund is paid once per sending (`sent_as`): sent again after the bank sent a transfer
+    back, it is posted again."""
     refund.status = "succeeded"
     refund.provider_refund_id = remote_id
     refund.succeeded_at = utcnow()
@@ -1022,8 +1023,25 @@ async def mark_bank_refund_sent(
         )
     refund.sent_by_id = user_id
     refund.bank_reference = bank_reference
-    await _refund_paid(session, refund, payment, refund.provider_refund_id, sent_as=bank_reference)
+    sending = await _postings_of(session, refund, "refund_paid") + 1
+    await _refund_paid(
+        session, refund, payment, refund.provider_refund_id, sent_as=f"sending {sending}"
+    )
     return refund
+
+
+async def _postings_of(session: AsyncSession, refund: Refund, kind: str) -> int:
+    """How many postings of `kind` a (locked) refund has: a bank refund is sent, and sent back,
+    as often as the bank needs, each time posted once (keys by count, not by the bank's
+    reference, which a bank may use again)."""
+    return int(
+        await session.scalar(
+            select(func.count())
+            .select_from(LedgerTransaction)
+            .where(LedgerTransaction.refund_id == refund.id, LedgerTransaction.kind == kind)
+        )
+        or 0
+    )
 
 
 async def bank_refund_bounced(
@@ -1048,10 +1066,11 @@ async def bank_refund_bounced(
     clearing = await ledger.account(
         session, "provider_clearing", provider=payment.provider, currency=payment.currency
     )
+    bounce = await _postings_of(session, refund, "refund_bounced") + 1
     await ledger.post(
         session,
         kind="refund_bounced",
-        dedupe_key=f"refund_bounced:{refund.id}:{refund.bank_reference}",
+        dedupe_key=f"refund_bounced:{refund.id}:{bounce}",
         memo=f"bank refund {refund.bank_reference} sent back: {reason}",
         legs=[Leg(clearing, refund.amount_fen), Leg(refunds_payable, -refund.amount_fen)],
         order_id=refund.order_id,

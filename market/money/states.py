@@ -2,7 +2,9 @@
 
 A payment only moves forward, whatever order the provider's news arrives in:
 pending → requires_capture → succeeded; pending or requires_capture → cancelled (nothing
-captured). A refund: pending → succeeded or failed. A payout batch: scheduled → paid."""
+captured). A refund: pending → succeeded or failed, and a bank refund whose transfer the
+payer's bank sent back, succeeded → pending again (`service.bank_refund_bounced`, outside this
+table). A payout batch: scheduled → paid."""
 
 from __future__ import annotations
 

@@ -52,6 +52,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_constraint("fk_refund_sent_by_id_user_account", "refund", type_="foreignkey")
+    op.execute("DELETE FROM notification WHERE kind = 'refund_bounced'")
     op.drop_constraint("ck_notification_kind", "notification", type_="check")
     op.create_check_constraint("ck_notification_kind", "notification", f"kind IN {KINDS!r}")
     for column in ("payee_name", "payee_account", "payee_bank"):
