@@ -1079,6 +1079,11 @@ async def test_a_bank_refund_goes_back_to_the_paying_account_once_the_bank_sends
     assert totals["provider_clearing"] == placed["total_fen"]
     told = await session.scalar(text("SELECT body FROM notification WHERE kind = 'refund_bounced'"))
     assert told is not None and "户名与账号不符" in told
+    memo = await session.scalar(
+        text("SELECT memo FROM ledger_transaction WHERE kind = 'refund_bounced'")
+    )
+    assert memo is not None and "BK20261201" in memo and "recorded by" in memo
+    assert "None" not in memo  # the operator who recorded it
     [waiting] = (await client.get("/platform/bank-refunds", headers=operator)).json()["items"]
     assert (waiting["payer_account"], waiting["exported_at"]) == ("6222 0202 0011 2234", None)
     again_file = await client.post("/platform/bank-refunds/export", headers=operator | key())

@@ -510,11 +510,12 @@ async def bank_refund_bounced(
     body: BankRefundBounced,
     principal: PrincipalDep,
     session: SessionDep,
+    user_id: CurrentUserId,
     _: MoneyMoving,
 ) -> RefundRead:
     await organisations_service.require_platform_operator(session, principal)
     refund = await service.bank_refund_bounced(
-        session, refund_id=refund_id, reason=body.reason, payee=body.payee()
+        session, refund_id=refund_id, reason=body.reason, payee=body.payee(), user_id=user_id
     )
     return RefundRead.model_validate(refund)
 

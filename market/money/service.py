@@ -1050,11 +1050,13 @@ async def bank_refund_bounced(
     refund_id: uuid.UUID,
     reason: str,
     payee: tuple[str, str, str] | None,
+    user_id: uuid.UUID | None,
 ) -> Refund:
     """The payer's bank sent a bank refund's transfer back (a closed account, a wrong name):
     the money is in the platform's account again, so the refund waits to be sent once more
     (pending, in the next export), to `payee` (name, account, bank) when given, and the buyer
-    is told. 409 for a refund that was not recorded sent."""
+    is told. Who recorded it, and the transfer that came back, stay in the posting's memo.
+    409 for a refund that was not recorded sent."""
     refund, payment = await _locked_bank_refund(session, refund_id)
     if refund.status != "succeeded" or refund.bank_reference is None:
         raise Conflict(
@@ -1071,7 +1073,7 @@ async def bank_refund_bounced(
         session,
         kind="refund_bounced",
         dedupe_key=f"refund_bounced:{refund.id}:{bounce}",
-        memo=f"bank refund {refund.bank_reference} sent back: {reason}",
+        memo=f"bank refund {refund.bank_reference} sent back: {reason} (recorded by {user_id})",
         legs=[Leg(clearing, refund.amount_fen), Leg(refunds_payable, -refund.amount_fen)],
         order_id=refund.order_id,
         fulfilment_id=refund.fulfilment_id,
