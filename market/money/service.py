@@ -559,11 +559,12 @@ async def _part_room(session: AsyncSession, order_id: uuid.UUID, fulfilment_id: 
 _UNNAMED_KINDS = ("manual", "provider")
 
 
-def _beyond_owed(*kinds: str) -> ColumnElement[bool]:
-    """Refunds of money that no live part is owed: those of the given kinds, and the platform
-    and provider refunds that name no part (kept to such money by `_unnamed_parts`)."""
+def _excess_returned() -> ColumnElement[bool]:
+    """Refunds that gave back money paid beyond a payment's amount: overpayment refunds, and
+    the platform and provider refunds that name no part (kept to such money by
+    `_unnamed_parts`), so that the overpayment refund does not give it back again."""
     return or_(
-        Refund.kind.in_(kinds),
+        Refund.kind == "overpayment",
         and_(Refund.fulfilment_id.is_(None), Refund.kind.in_(_UNNAMED_KINDS)),
     )
 
@@ -767,16 +768,17 @@ async def _refund_paid(
     )
     await session.flush()
     if tell:
-        await _tell_refund_paid(session, payment, refund.amount_fen, refund.reason)
+        await _tell_refund(session, payment, "refund_paid", refund.amount_fen, refund.reason)
 
 
-async def _tell_refund_paid(
-    session: AsyncSession, payment: Payment, amount: int, reason: str
+async def _tell_refund(
+    session: AsyncSession, payment: Payment, kind: str, amount: int, reason: str
 ) -> None:
+    """Tell the buyer of a refund of the payment: paid, or sent back by its bank."""
     await notifications_service.notify(
         session,
         organisation_id=payment.buyer_id,
-        kind="refund_paid",
+        kind=kind,
         subject_type="order",
         subject_id=payment.order_id,
         context={
@@ -848,7 +850,7 @@ async def sync_refunds(session: AsyncSession, provider: PaymentProvider, payment
                 )
                 await _refund_paid(session, outside, payment, remote.provider_id, tell=False)
             # one refund at the provider, however many parts it came out of: told once
-            await _tell_refund_paid(session, payment, remote.amount, reason)
+            await _tell_refund(session, payment, "refund_paid", remote.amount, reason)
 
 
 async def _apply_refund(
@@ -1090,18 +1092,7 @@ async def bank_refund_bounced(
         refund.payee_name, refund.payee_account, refund.payee_bank = payee
     refund.updated_at = utcnow()
     await session.flush()
-    await notifications_service.notify(
-        session,
-        organisation_id=payment.buyer_id,
-        kind="refund_bounced",
-        subject_type="order",
-        subject_id=refund.order_id,
-        context={
-            "order_ref": short_ref(refund.order_id),
-            "amount": notifications_service.yuan(refund.amount_fen),
-            "reason": reason,
-        },
-    )
+    await _tell_refund(session, payment, "refund_bounced", refund.amount_fen, reason)
     return refund
 
 
@@ -1277,7 +1268,7 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
         select(func.coalesce(func.sum(Refund.amount_fen), 0))
         .where(
             Refund.payment_id == Payment.id,
-            _beyond_owed("overpayment"),
+            _excess_returned(),
             Refund.status != "failed",
         )
         .scalar_subquery()
@@ -1303,7 +1294,7 @@ async def derive_refunds(session: AsyncSession, *, limit: int = 50) -> int:
             await session.scalar(
                 select(func.coalesce(func.sum(Refund.amount_fen), 0)).where(
                     Refund.payment_id == payment.id,
-                    _beyond_owed("overpayment"),
+                    _excess_returned(),
                     Refund.status != "failed",
                 )
             )
